@@ -1,0 +1,45 @@
+# ferroshm: `make demo` and `make test` work on a fresh machine with a Rust
+# toolchain and Python 3.9+; everything else is installed into .venv.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export VIRTUAL_ENV := $(abspath $(VENV))
+
+.PHONY: help demo test build build-dev test-rust test-python bench lint clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(VENV)/.deps: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "maturin>=1.9.4,<2" "pytest>=7" pytest-timeout numpy hypothesis mypy
+	touch $@
+
+build: $(VENV)/.deps  ## build the extension in release mode into .venv
+	$(VENV)/bin/maturin develop --release --quiet
+
+build-dev: $(VENV)/.deps  ## build the extension in debug mode into .venv
+	$(VENV)/bin/maturin develop --quiet
+
+demo: build  ## run the NumPy pipeline demo, ferroshm next to the stdlib
+	$(PY) examples/numpy_pipeline.py
+
+test: build test-rust test-python  ## build, then run every test
+
+test-rust:  ## cargo test of the Rust core
+	cargo test --release
+
+test-python:  ## pytest, with CPython's own shared-memory tests
+	$(PY) -m pytest
+
+bench: build  ## side-by-side benchmark against the standard library
+	$(PY) benches/bench.py
+
+lint: $(VENV)/.deps  ## clippy and rustfmt check
+	cargo clippy --release --all-targets -- -D warnings
+	cargo fmt --check
+
+clean:
+	rm -rf $(VENV) target

@@ -1,0 +1,13 @@
+"""ferroshm: a drop-in, crash-proof, fast replacement for
+:mod:`multiprocessing.shared_memory`, written in Rust.
+
+``import ferroshm as shared_memory`` and use it as the standard library
+module: same classes, arguments, errors and bytes in shared memory, so
+processes running the standard library and ferroshm share segments.
+"""
+
+from ._stdlib import patch_stdlib
+from .shared_memory import ShareableList, SharedMemory
+
+__all__ = ["ShareableList", "SharedMemory", "patch_stdlib"]
+__version__ = "0.1.0"

@@ -1,0 +1,262 @@
+"""Drop-in replacement for :mod:`multiprocessing.shared_memory`.
+
+This module has the standard library module's public names and the private
+hooks CPython's own tests use (``_make_filename``, ``_SHM_NAME_PREFIX``,
+``_USE_POSIX``, ``SharedMemory._name``/``_flags``/``_mode``), so it can stand
+in for ``multiprocessing.shared_memory`` (see :func:`ferroshm.patch_stdlib`).
+Segments are created, mapped, unmapped and unlinked by the Rust core in
+``ferroshm._native``; this file holds only argument checking in the standard
+library's order, naming hooks and resource-tracker calls.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+from multiprocessing import resource_tracker
+
+from . import _native
+
+__all__ = ["SharedMemory", "ShareableList"]
+
+_USE_POSIX = os.name != "nt"
+if not _USE_POSIX:  # pragma: no cover - Linux is where ferroshm is tested
+    raise ImportError("ferroshm supports POSIX systems only for now")
+
+_O_CREX = os.O_CREAT | os.O_EXCL
+
+# FreeBSD (and perhaps other BSDs) limit names to 14 characters.
+_SHM_SAFE_NAME_LENGTH = 14
+
+# Shared memory block name prefix
+_SHM_NAME_PREFIX = "/psm_"
+
+_encoding = "utf8"
+
+# Characters the resource tracker's line protocol ("CMD:name:rtype\n", ASCII)
+# cannot carry: a name holding one would be registered wrongly or not at all,
+# and the segment would leak (gh-98896, gh-103043).
+_TRACKER_UNSAFE = (":", "\n")
+
+
+def _make_filename():
+    """Create a random filename for the shared memory object."""
+    # The name must begin with a slash on POSIX; CPython's tests patch this
+    # function, so SharedMemory looks it up here at call time.
+    return _native.random_name(_SHM_NAME_PREFIX, _SHM_SAFE_NAME_LENGTH)
+
+
+_stdlib_register = resource_tracker.register
+_stdlib_unregister = resource_tracker.unregister
+
+
+def _tracker_send(cmd, name):
+    """Send ``cmd`` ("REGISTER" or "UNREGISTER") for segment ``name`` to the
+    standard library's resource tracker, the one the whole process tree
+    shares.
+
+    When the tracker is running, the message goes straight down its pipe:
+    one write instead of the standard library's probe-then-write. Whenever
+    that is not possible (tracker not started yet or gone, a tracker of
+    another shape, register/unregister replaced by a test or a user), the
+    standard library's own function does it, relaunching the tracker if
+    needed.
+    """
+    tracker = getattr(resource_tracker, "_resource_tracker", None)
+    lock = getattr(tracker, "_lock", None)
+    if (
+        lock is not None
+        and getattr(tracker, "_fd", None) is not None
+        and resource_tracker.register is _stdlib_register
+        and resource_tracker.unregister is _stdlib_unregister
+    ):
+        msg = f"{cmd}:{name}:shared_memory\n".encode("ascii")
+        with lock:
+            fd = tracker._fd
+            if fd is not None:
+                try:
+                    if os.write(fd, msg) == len(msg):
+                        return
+                except OSError:
+                    pass  # the tracker is gone: let the stdlib relaunch it
+    if cmd == "REGISTER":
+        resource_tracker.register(name, "shared_memory")
+    else:
+        resource_tracker.unregister(name, "shared_memory")
+
+
+def _check_trackable(name):
+    if not name.isascii() or any(c in name for c in _TRACKER_UNSAFE):
+        raise ValueError(
+            f"shared memory name {name!r} cannot be tracked: the resource "
+            "tracker carries only ASCII names without ':' or newlines "
+            "(use such names with track=False)"
+        )
+
+
+class SharedMemory:
+    """Creates a new shared memory block or attaches to an existing one.
+
+    Same arguments, attributes and errors as
+    :class:`multiprocessing.shared_memory.SharedMemory` (Python 3.13), with
+    these differences:
+
+    * ``close()`` never raises :class:`BufferError` and never unmaps memory
+      that a memoryview or NumPy array still uses: the last reference to the
+      mapping unmaps it. After ``close()``, ``buf`` is ``None``.
+    * Creating reserves the pages (Linux), so a full ``/dev/shm`` raises
+      ``OSError(ENOSPC)`` here instead of killing the process with SIGBUS on
+      first write.
+    * Any failure after the segment exists removes it only if this call
+      created it; an attach never unlinks someone else's segment.
+    * Names the resource tracker cannot carry are refused with
+      :class:`ValueError` before anything is created (when ``track`` is true).
+    * It is a context manager: ``with SharedMemory(...) as shm:`` closes
+      (does not unlink) on exit.
+    """
+
+    # Class-level defaults, also the fallbacks after a failed __init__.
+    # Subclasses override _flags and _mode (CPython's tests do).
+    _name = None
+    _fd = -1
+    _mmap = None
+    _buf = None
+    _segment = None
+    _size = 0
+    _flags = os.O_RDWR
+    _mode = 0o600
+    _prepend_leading_slash = True if _USE_POSIX else False
+    _track = True
+
+    def __init__(self, name=None, create=False, size=0, *, track=True):
+        if not size >= 0:
+            raise ValueError("'size' must be a positive integer")
+        if create:
+            self._flags = _O_CREX | os.O_RDWR
+            if size == 0:
+                raise ValueError("'size' must be a positive number different from zero")
+        if name is None and not self._flags & os.O_EXCL:
+            raise ValueError("'name' can only be None if create=True")
+        self._track = track
+
+        # Checked before anything exists (the standard library only finds
+        # out in ftruncate, after creating the segment, and leaks it).
+        new_size = operator.index(size) if create else None
+        flags = self._flags
+        mode = self._mode
+
+        if name is None:
+            while True:
+                name = _make_filename()
+                if track:
+                    _check_trackable(name)
+                try:
+                    segment = _native.Segment.open(name, flags, mode, new_size)
+                except FileExistsError:
+                    continue
+                break
+        else:
+            if self._prepend_leading_slash:
+                name = "/" + name
+            if track:
+                _check_trackable(name)
+            segment = _native.Segment.open(name, flags, mode, new_size)
+        self._name = name
+
+        if track:
+            try:
+                _tracker_send("REGISTER", name)
+            except BaseException:
+                segment.close()
+                if segment.created:
+                    _native.unlink(name)
+                raise
+        self._segment = segment
+        self._size = segment.size
+        self._buf = segment.memoryview()
+
+    def __del__(self):
+        # Closing cannot fail and never unmaps memory still in use.
+        self.close()
+
+    def __reduce__(self):
+        return (self.__class__, (self.name, False, self.size))
+
+    def __repr__(self):
+        return f"{self.__class__.__name__}({self.name!r}, size={self.size})"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    @property
+    def buf(self):
+        """A memoryview of contents of the shared memory block."""
+        return self._buf
+
+    @property
+    def name(self):
+        """Unique name that identifies the shared memory block."""
+        reported_name = self._name
+        if _USE_POSIX and self._prepend_leading_slash:
+            if self._name.startswith("/"):
+                reported_name = self._name[1:]
+        return reported_name
+
+    @property
+    def size(self):
+        """Size in bytes."""
+        return self._size
+
+    def close(self):
+        """Closes access to the shared memory from this instance but does
+        not destroy the shared memory block.
+
+        Unlike the standard library, this never raises BufferError: memory
+        that a memoryview or array still uses stays mapped until the last of
+        them is gone."""
+        self._buf = None
+        segment = self._segment
+        if segment is not None:
+            self._segment = None
+            segment.close()
+
+    def unlink(self):
+        """Requests that the underlying shared memory block be destroyed.
+
+        Unlink should be called once (and only once) across all handles
+        which have access to the shared memory block, even if these
+        handles belong to different processes. Closing and unlinking may
+        happen in any order, but trying to access data inside a shared
+        memory block after unlinking may result in memory errors,
+        depending on platform.
+
+        This method has no effect on Windows, where the only way to
+        delete a shared memory block is to close all handles."""
+        if _USE_POSIX and self._name:
+            _native.unlink(self._name)
+            if self._track:
+                _tracker_send("UNREGISTER", self._name)
+
+
+class ItemTypeError(KeyError, TypeError):
+    """A value of a type ShareableList cannot store.
+
+    The standard library raises ``KeyError(type)`` here; this error is a
+    KeyError, so code written for it still works, and a TypeError, which is
+    what it is."""
+
+    def __init__(self, item_type):
+        super().__init__(item_type)
+        self.item_type = item_type
+
+    def __str__(self):
+        return (
+            f"ShareableList cannot store a {self.item_type.__qualname__!r}: items must be "
+            "int, float, bool, None, str or bytes (or subclasses of these)"
+        )
+
+
+ShareableList = _native.ShareableList

@@ -1,0 +1,439 @@
+//! Bounds-checked access to memory that other processes write concurrently.
+//!
+//! [`RawMem`] is the only place in the list layout that touches memory
+//! through pointers. The bytes behind it may change at any moment (another
+//! process may be writing the same `ShareableList`), so it never hands out
+//! `&[u8]` or `&mut [u8]` views of them. Instead:
+//!
+//! * 8-byte values are single aligned atomic accesses ([`RawMem::load_u64`],
+//!   [`RawMem::store_u64`]), so a concurrent reader sees either the old or
+//!   the new value, never a mix of the two;
+//! * single bytes are atomic too ([`RawMem::load_u8`], [`RawMem::store_u8`]);
+//! * runs of bytes are raw-pointer copies into or out of caller-owned
+//!   buffers ([`RawMem::read_into`], [`RawMem::write_from`], [`RawMem::fill`]).
+//!
+//! Stores use `Release` and loads use `Acquire` ordering: a reader that sees
+//! a stored format word or code byte also sees every byte this process wrote
+//! before it. That is what makes the value-then-format-then-code write order
+//! of [`ListView::set`](super::ListView::set) meaningful on weakly ordered
+//! CPUs. (On x86-64 both compile to plain moves.)
+//!
+//! Every accessor checks its range with checked arithmetic and returns an
+//! error instead of panicking or touching memory outside the block.
+
+use std::fmt;
+use std::ptr;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+
+use super::ListError;
+
+/// A block of `len` bytes at `ptr`, typically a shared-memory mapping, that
+/// other processes may read and write at any time.
+///
+/// It never hands out `&[u8]`/`&mut [u8]` views of the memory. 8-byte values
+/// are single aligned atomic accesses, so a concurrent reader never sees a
+/// torn value; single bytes are atomic too; runs of bytes are raw-pointer
+/// copies into or out of caller-owned buffers. Stores are `Release` and
+/// loads `Acquire`, so a reader that sees a stored word or byte also sees
+/// every byte written before it. Every access is bounds-checked with checked
+/// arithmetic and returns a [`ListError`] instead of panicking.
+///
+/// A `RawMem` made with [`RawMem::zeroed`] or [`RawMem::from_bytes`] owns an
+/// 8-aligned heap buffer instead, which is how tests and fuzzers use the list
+/// layout without a segment.
+pub struct RawMem {
+    ptr: *mut u8,
+    len: usize,
+    writable: bool,
+    /// Keeps the heap buffer of an owned block alive (and frees it on drop).
+    _owned: Option<OwnedWords>,
+}
+
+// SAFETY: `RawMem` holds no references, only a pointer to memory that is
+// built for unsynchronised concurrent use: other processes read and write it
+// at any time. Every accessor goes through atomics or raw-pointer copies and
+// re-checks bounds, so using one `RawMem` from several threads is no
+// different from several processes using the same block. The contract of
+// `RawMem::new` requires the memory to stay valid wherever the value is used,
+// whichever thread that is. Owned blocks are plain heap allocations.
+unsafe impl Send for RawMem {}
+
+// SAFETY: see `Send` above; no method relies on exclusive access (`&self`
+// suffices for writing precisely because the memory is shared anyway).
+unsafe impl Sync for RawMem {}
+
+impl RawMem {
+    /// A block over `len` bytes at `ptr` that may be read and written.
+    ///
+    /// 8-byte accesses need an address that is a multiple of 8; a block whose
+    /// `ptr` is not 8-aligned works for byte access but every 8-byte access
+    /// returns [`ListError::Misaligned`]. (Shared-memory mappings are page
+    /// aligned.)
+    ///
+    /// # Safety
+    ///
+    /// Unless `len` is 0, `ptr` must be valid for reads and writes of `len`
+    /// bytes for as long as the returned `RawMem` (or anything holding it) is
+    /// used, from whichever thread uses it; for a mapping this means it must
+    /// stay mapped, writable, and not be resized below `len` (a `SIGBUS` from
+    /// a truncated file is outside what this type can prevent). The bytes may
+    /// be changed concurrently by other processes or threads: `RawMem` never
+    /// assumes they stay put.
+    pub unsafe fn new(ptr: *mut u8, len: usize) -> RawMem {
+        RawMem {
+            ptr,
+            len,
+            writable: true,
+            _owned: None,
+        }
+    }
+
+    /// A block over `len` bytes at `ptr` that is only read: every write
+    /// accessor returns [`ListError::ReadOnly`] without touching memory.
+    /// Use this for read-only mappings (`PROT_READ`), which fault on writes.
+    ///
+    /// # Safety
+    ///
+    /// As for [`RawMem::new`], except that `ptr` need only be valid for
+    /// reads.
+    pub unsafe fn new_read_only(ptr: *const u8, len: usize) -> RawMem {
+        RawMem {
+            ptr: ptr.cast_mut(),
+            len,
+            writable: false,
+            _owned: None,
+        }
+    }
+
+    /// An owned, zero-filled, 8-aligned block of `len` bytes on the heap.
+    pub fn zeroed(len: usize) -> RawMem {
+        let owned = OwnedWords::zeroed(len.div_ceil(8));
+        RawMem {
+            ptr: owned.ptr.cast::<u8>(),
+            len,
+            writable: true,
+            _owned: Some(owned),
+        }
+    }
+
+    /// An owned, 8-aligned copy of `bytes` on the heap.
+    pub fn from_bytes(bytes: &[u8]) -> RawMem {
+        let mem = RawMem::zeroed(bytes.len());
+        // Cannot fail: the block has exactly `bytes.len()` bytes.
+        let copied = mem.write_from(0, bytes);
+        debug_assert!(copied.is_ok());
+        mem
+    }
+
+    /// Size of the block in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the block has no bytes at all.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether the write accessors may be used (false for
+    /// [`RawMem::new_read_only`] blocks).
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Start of the block. Dereferencing it is up to the caller.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+
+    /// A snapshot copy of the whole block (it may be changing while copied).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = vec![0; self.len];
+        // Cannot fail: the range is the whole block.
+        let copied = self.read_into(0, &mut out);
+        debug_assert!(copied.is_ok());
+        out
+    }
+
+    /// Pointer to `count` bytes at `off`, after checking they lie inside the
+    /// block.
+    fn range(&self, off: usize, count: usize) -> Result<*mut u8, ListError> {
+        match off.checked_add(count) {
+            Some(end) if end <= self.len => {
+                // `wrapping_add` keeps this computation free of unsafe; the
+                // check above makes it an in-bounds offset anyway.
+                Ok(self.ptr.wrapping_add(off))
+            }
+            _ => Err(ListError::OutOfBounds {
+                offset: off,
+                len: count,
+                size: self.len,
+            }),
+        }
+    }
+
+    /// Pointer to 8 in-bounds bytes at `off` whose address is 8-aligned.
+    fn word(&self, off: usize) -> Result<*mut u8, ListError> {
+        let p = self.range(off, 8)?;
+        if (p as usize) % std::mem::align_of::<AtomicU64>() != 0 {
+            return Err(ListError::Misaligned { offset: off });
+        }
+        Ok(p)
+    }
+
+    fn check_writable(&self) -> Result<(), ListError> {
+        if self.writable {
+            Ok(())
+        } else {
+            Err(ListError::ReadOnly)
+        }
+    }
+
+    /// Read the 8 bytes at `off` as one native-endian `u64`, in a single
+    /// aligned atomic load (`Acquire`). `off` must be a multiple of 8 (more
+    /// precisely, the address must be).
+    pub fn load_u64(&self, off: usize) -> Result<u64, ListError> {
+        let p = self.word(off)?;
+        // SAFETY: `word` checked that the 8 bytes lie inside the block, which
+        // the contract of `new` (or our own allocation) keeps valid, and that
+        // the address is aligned for `AtomicU64`. The memory is only ever
+        // accessed through atomics or raw copies, never through references,
+        // so viewing it as an atomic for this one load creates no aliasing
+        // conflict; mixed-size or non-atomic accesses by other processes are
+        // inherent to shared memory and cannot make an aligned 8-byte load
+        // tear on the 64-bit targets we support.
+        let v = unsafe { AtomicU64::from_ptr(p.cast::<u64>()) }.load(Ordering::Acquire);
+        Ok(v)
+    }
+
+    /// Write `v` to the 8 bytes at `off` in a single aligned atomic store
+    /// (`Release`, so bytes written before it are visible to a reader that
+    /// sees it). Same alignment rule as [`RawMem::load_u64`].
+    pub fn store_u64(&self, off: usize, v: u64) -> Result<(), ListError> {
+        self.check_writable()?;
+        let p = self.word(off)?;
+        // SAFETY: as in `load_u64`: in bounds, aligned, and only ever accessed
+        // through atomics or raw copies; the block is writable (checked
+        // above, and promised by the contract of `new`).
+        unsafe { AtomicU64::from_ptr(p.cast::<u64>()) }.store(v, Ordering::Release);
+        Ok(())
+    }
+
+    /// Read the byte at `off` (atomic `Acquire` load).
+    pub fn load_u8(&self, off: usize) -> Result<u8, ListError> {
+        let p = self.range(off, 1)?;
+        // SAFETY: the byte lies inside the block (checked by `range`), which
+        // stays valid per the contract of `new`; `AtomicU8` has alignment 1.
+        let v = unsafe { AtomicU8::from_ptr(p) }.load(Ordering::Acquire);
+        Ok(v)
+    }
+
+    /// Write the byte at `off` (atomic `Release` store).
+    pub fn store_u8(&self, off: usize, v: u8) -> Result<(), ListError> {
+        self.check_writable()?;
+        let p = self.range(off, 1)?;
+        // SAFETY: in bounds (checked by `range`), valid and writable per the
+        // contract of `new` and the check above; `AtomicU8` has alignment 1.
+        unsafe { AtomicU8::from_ptr(p) }.store(v, Ordering::Release);
+        Ok(())
+    }
+
+    /// Copy `dst.len()` bytes starting at `off` into `dst`.
+    pub fn read_into(&self, off: usize, dst: &mut [u8]) -> Result<(), ListError> {
+        let p = self.range(off, dst.len())?;
+        if dst.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: the source range lies inside the block (checked by `range`)
+        // and is valid for reads per the contract of `new`; `dst` is a
+        // caller-owned buffer, which cannot overlap memory that only this
+        // type accesses through raw pointers. A byte copy stays meaningful
+        // if another process writes the source meanwhile (the copy may then
+        // mix old and new bytes, which callers validate).
+        unsafe { ptr::copy_nonoverlapping(p.cast_const(), dst.as_mut_ptr(), dst.len()) };
+        Ok(())
+    }
+
+    /// Copy `src` into the block starting at `off`.
+    pub fn write_from(&self, off: usize, src: &[u8]) -> Result<(), ListError> {
+        self.check_writable()?;
+        let p = self.range(off, src.len())?;
+        if src.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: the destination range lies inside the block (checked by
+        // `range`) and is valid for writes (contract of `new`, `writable`
+        // checked); `src` is caller memory that cannot overlap it.
+        unsafe { ptr::copy_nonoverlapping(src.as_ptr(), p, src.len()) };
+        Ok(())
+    }
+
+    /// Set `count` bytes starting at `off` to `byte`.
+    pub fn fill(&self, off: usize, count: usize, byte: u8) -> Result<(), ListError> {
+        self.check_writable()?;
+        let p = self.range(off, count)?;
+        if count == 0 {
+            return Ok(());
+        }
+        // SAFETY: the range lies inside the block (checked by `range`) and is
+        // valid for writes (contract of `new`, `writable` checked).
+        unsafe { ptr::write_bytes(p, byte, count) };
+        Ok(())
+    }
+}
+
+impl fmt::Debug for RawMem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawMem")
+            .field("ptr", &self.ptr)
+            .field("len", &self.len)
+            .field("writable", &self.writable)
+            .field("owned", &self._owned.is_some())
+            .finish()
+    }
+}
+
+/// A heap buffer of `u64` words (so it is 8-aligned), held by raw pointer so
+/// that moving its owner never asserts uniqueness over bytes that `RawMem`
+/// writes through its own pointer.
+struct OwnedWords {
+    ptr: *mut u64,
+    words: usize,
+}
+
+impl OwnedWords {
+    fn zeroed(words: usize) -> OwnedWords {
+        let boxed: Box<[u64]> = vec![0u64; words].into_boxed_slice();
+        let ptr = Box::into_raw(boxed).cast::<u64>();
+        OwnedWords { ptr, words }
+    }
+}
+
+impl Drop for OwnedWords {
+    fn drop(&mut self) {
+        let slice = ptr::slice_from_raw_parts_mut(self.ptr, self.words);
+        // SAFETY: `ptr` and `words` come from `Box::into_raw` of a
+        // `Box<[u64]>` with `words` elements in `zeroed`, and this is the
+        // only place that turns it back into a box, exactly once.
+        drop(unsafe { Box::from_raw(slice) });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owned_block_is_zeroed_and_aligned() {
+        let mem = RawMem::zeroed(20);
+        assert_eq!(mem.len(), 20);
+        assert_eq!(mem.to_vec(), vec![0; 20]);
+        assert_eq!(mem.as_ptr() as usize % 8, 0);
+        assert!(mem.is_writable());
+        let empty = RawMem::zeroed(0);
+        assert!(empty.is_empty());
+        assert_eq!(empty.to_vec(), Vec::<u8>::new());
+        assert_eq!(
+            empty.load_u8(0),
+            Err(ListError::OutOfBounds {
+                offset: 0,
+                len: 1,
+                size: 0
+            })
+        );
+        assert_eq!(empty.read_into(0, &mut []), Ok(()));
+        assert_eq!(empty.write_from(0, &[]), Ok(()));
+    }
+
+    #[test]
+    fn words_bytes_and_bounds() {
+        let mem = RawMem::zeroed(20);
+        mem.store_u64(8, u64::from_ne_bytes(*b"abcdefgh")).unwrap();
+        assert_eq!(mem.load_u64(8).unwrap(), u64::from_ne_bytes(*b"abcdefgh"));
+        assert_eq!(mem.load_u8(9).unwrap(), b'b');
+        mem.store_u8(19, 7).unwrap();
+        let mut buf = [0u8; 4];
+        mem.read_into(16, &mut buf).unwrap();
+        assert_eq!(buf, [0, 0, 0, 7]);
+        mem.write_from(0, b"xyz").unwrap();
+        mem.fill(1, 2, b'-').unwrap();
+        assert_eq!(&mem.to_vec()[..3], b"x--");
+
+        // Bounds: the last word would end at 24 > 20.
+        assert!(matches!(
+            mem.load_u64(16),
+            Err(ListError::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            mem.store_u64(16, 1),
+            Err(ListError::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            mem.load_u64(usize::MAX - 3),
+            Err(ListError::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            mem.load_u8(20),
+            Err(ListError::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            mem.store_u8(usize::MAX, 1),
+            Err(ListError::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            mem.read_into(19, &mut [0; 2]),
+            Err(ListError::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            mem.write_from(usize::MAX, &[1]),
+            Err(ListError::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            mem.fill(usize::MAX, 2, 0),
+            Err(ListError::OutOfBounds { .. })
+        ));
+        // Alignment.
+        assert_eq!(mem.load_u64(4), Err(ListError::Misaligned { offset: 4 }));
+        assert_eq!(
+            mem.store_u64(1, 0),
+            Err(ListError::Misaligned { offset: 1 })
+        );
+    }
+
+    #[test]
+    fn misaligned_base_pointer() {
+        let backing = RawMem::zeroed(64);
+        // SAFETY: `backing` owns 64 bytes and outlives `mem`; the view covers
+        // bytes 1..64 of it.
+        let mem = unsafe { RawMem::new(backing.as_ptr().wrapping_add(1), 63) };
+        assert_eq!(mem.load_u64(0), Err(ListError::Misaligned { offset: 0 }));
+        assert_eq!(mem.load_u64(7), Ok(0)); // address 8 is aligned
+        mem.store_u8(0, 5).unwrap();
+        assert_eq!(backing.load_u8(1), Ok(5));
+        // Whole lists refuse it up front.
+        let before = backing.to_vec();
+        assert_eq!(
+            super::super::write_new(&mem, &[super::super::ItemRef::Int(1)]),
+            Err(ListError::Misaligned { offset: 0 })
+        );
+        assert_eq!(backing.to_vec(), before);
+        assert_eq!(
+            super::super::ListView::attach(mem).unwrap_err(),
+            ListError::Misaligned { offset: 0 }
+        );
+    }
+
+    #[test]
+    fn read_only_block_refuses_writes() {
+        let backing = RawMem::from_bytes(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        // SAFETY: `backing` owns 8 bytes and outlives `mem`.
+        let mem = unsafe { RawMem::new_read_only(backing.as_ptr(), 8) };
+        assert!(!mem.is_writable());
+        assert_eq!(mem.load_u8(2), Ok(3));
+        assert_eq!(mem.store_u8(0, 0), Err(ListError::ReadOnly));
+        assert_eq!(mem.store_u64(0, 0), Err(ListError::ReadOnly));
+        assert_eq!(mem.write_from(0, &[0]), Err(ListError::ReadOnly));
+        assert_eq!(mem.fill(0, 1, 0), Err(ListError::ReadOnly));
+        assert_eq!(backing.to_vec(), vec![1, 2, 3, 4, 5, 6, 7, 8]);
+    }
+}

@@ -1,0 +1,437 @@
+//! `ferroshm.ShareableList`: the standard library's class, with item access
+//! going from Python straight into the Rust layout code of `crate::list`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use pyo3::exceptions::{PyIndexError, PyOverflowError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{
+    PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PySlice, PyString, PyTuple, PyType,
+};
+
+use super::segment::SegmentPy;
+use crate::list::{ItemRef, ListError, ListView, RawMem, Value};
+use crate::segment::Segment;
+
+/// Python objects this module needs from the pure-Python half of the
+/// package, looked up once.
+struct PyHelpers {
+    shared_memory: Py<PyAny>,
+    item_type_error: Py<PyAny>,
+    struct_error: Py<PyAny>,
+    partial: Py<PyAny>,
+    generic_alias: Py<PyAny>,
+}
+
+static HELPERS: PyOnceLock<PyHelpers> = PyOnceLock::new();
+
+fn helpers(py: Python<'_>) -> PyResult<&PyHelpers> {
+    HELPERS.get_or_try_init(py, || {
+        let module = py.import("ferroshm.shared_memory")?;
+        Ok(PyHelpers {
+            shared_memory: module.getattr("SharedMemory")?.unbind(),
+            item_type_error: module.getattr("ItemTypeError")?.unbind(),
+            struct_error: py.import("struct")?.getattr("error")?.unbind(),
+            partial: py.import("functools")?.getattr("partial")?.unbind(),
+            generic_alias: py.import("types")?.getattr("GenericAlias")?.unbind(),
+        })
+    })
+}
+
+/// A list error as the Python exception the standard library would raise
+/// (or, where it would misbehave, the one a list would).
+fn list_error(py: Python<'_>, err: ListError, setting: bool) -> PyErr {
+    match err {
+        ListError::IndexOutOfRange if setting => PyIndexError::new_err("assignment index out of range"),
+        ListError::IndexOutOfRange => PyIndexError::new_err("index out of range"),
+        ListError::ExceedsStorage => PyValueError::new_err("bytes/str item exceeds available storage"),
+        ListError::SizeOverflow => PyOverflowError::new_err(err.to_string()),
+        ListError::ReadOnly => PyTypeError::new_err(err.to_string()),
+        ListError::Utf8 { bytes, error, .. } => {
+            match pyo3::exceptions::PyUnicodeDecodeError::new_utf8(py, &bytes, error) {
+                Ok(exc) => PyErr::from_value(exc.into_any()),
+                Err(e) => e,
+            }
+        }
+        other => PyValueError::new_err(other.to_string()),
+    }
+}
+
+fn closed_error() -> PyErr {
+    PyValueError::new_err("operation on a closed ShareableList (its shared memory was closed)")
+}
+
+/// A Python value as a list item: int, float, bool, None, str, bytes, and
+/// their subclasses (stored as the base type; the standard library raises
+/// KeyError for subclasses such as IntEnum or numpy.float64).
+fn to_item<'a>(py: Python<'_>, obj: &'a Bound<'_, PyAny>) -> PyResult<ItemRef<'a>> {
+    if let Ok(b) = obj.downcast::<PyBool>() {
+        return Ok(ItemRef::Bool(b.is_true()));
+    }
+    if obj.is_none() {
+        return Ok(ItemRef::None);
+    }
+    if obj.is_instance_of::<PyInt>() {
+        return match obj.extract::<i64>() {
+            Ok(v) => Ok(ItemRef::Int(v)),
+            Err(e) if e.is_instance_of::<PyOverflowError>(py) => Err(PyErr::from_value(
+                helpers(py)?.struct_error.bind(py).call1((
+                    "'q' format requires -9223372036854775808 <= number <= 9223372036854775807",
+                ))?,
+            )),
+            Err(e) => Err(e),
+        };
+    }
+    if let Ok(f) = obj.downcast::<PyFloat>() {
+        return Ok(ItemRef::Float(f.value()));
+    }
+    if let Ok(s) = obj.downcast::<PyString>() {
+        return Ok(ItemRef::Str(s.to_str()?));
+    }
+    if let Ok(b) = obj.downcast::<PyBytes>() {
+        return Ok(ItemRef::Bytes(b.as_bytes()));
+    }
+    Err(PyErr::from_value(helpers(py)?.item_type_error.bind(py).call1((obj.get_type(),))?))
+}
+
+fn to_py(py: Python<'_>, value: Value) -> PyResult<Py<PyAny>> {
+    Ok(match value {
+        Value::Int(v) => v.into_pyobject(py)?.into_any().unbind(),
+        Value::Float(v) => PyFloat::new(py, v).into_any().unbind(),
+        Value::Bool(v) => PyBool::new(py, v).to_owned().into_any().unbind(),
+        Value::None => py.None(),
+        Value::Str(s) => PyString::new(py, &s).into_any().unbind(),
+        Value::Bytes(b) => PyBytes::new(py, &b).into_any().unbind(),
+    })
+}
+
+/// Where an index points.
+enum Position<'py> {
+    At(usize),
+    Slice(Bound<'py, PySlice>),
+}
+
+/// A list whose items live in shared memory, byte-compatible with
+/// :class:`multiprocessing.shared_memory.ShareableList` (Python 3.9+ layout).
+///
+/// ``ShareableList(sequence=None, *, name=None)`` creates a new list from any
+/// iterable (consumed before any segment exists), or attaches to the list
+/// ``name`` when ``sequence`` is None. Items are int (64-bit), float, bool,
+/// None, str and bytes; subclasses of these are stored as the base type.
+///
+/// Differences from the standard library: str slots are sized in UTF-8
+/// bytes, so non-ASCII strings round-trip; indices outside [-len, len) raise
+/// IndexError and non-integer indices TypeError, as for list; a failed
+/// assignment changes nothing; slices read as lists; attaching reads only
+/// the header (O(1)) and a corrupt or hostile segment raises ValueError;
+/// numeric values are written and read as single 8-byte accesses, and our
+/// writers store the value before its format. Like the standard library,
+/// trailing NUL bytes of str and bytes items are dropped on reading.
+/// ``close()``, ``unlink()`` and ``with`` work on the list itself.
+#[pyclass(name = "ShareableList", module = "ferroshm.shared_memory", subclass, frozen)]
+pub(crate) struct ShareableListPy {
+    view: ListView,
+    closed: Arc<AtomicBool>,
+    shm: Py<PyAny>,
+    // Keeps the mapping `view` points into alive; declared after `view` so
+    // it is dropped after it.
+    _segment: Arc<Segment>,
+}
+
+impl ShareableListPy {
+    fn view(&self) -> PyResult<&ListView> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(closed_error());
+        }
+        Ok(&self.view)
+    }
+
+    /// Resolve a Python index the way list does: ints (and objects with
+    /// __index__) in [-len, len), or a slice.
+    fn position<'py>(&self, py: Python<'_>, index: &Bound<'py, PyAny>, setting: bool) -> PyResult<Position<'py>> {
+        let n = self.view()?.len();
+        let i: isize = if let Ok(i) = index.downcast::<PyInt>() {
+            match i.extract::<isize>() {
+                Ok(i) => i,
+                Err(_) => return Err(PyIndexError::new_err("cannot fit 'int' into an index-sized integer")),
+            }
+        } else if let Ok(s) = index.downcast::<PySlice>() {
+            return Ok(Position::Slice(s.clone()));
+        } else if index.hasattr("__index__")? {
+            index.call_method0("__index__")?.extract::<isize>()?
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "ShareableList indices must be integers or slices, not {}",
+                index.get_type().name()?
+            )));
+        };
+        let n = n as isize;
+        let j = if i < 0 { i + n } else { i };
+        if j < 0 || j >= n {
+            return Err(list_error(py, ListError::IndexOutOfRange, setting));
+        }
+        Ok(Position::At(j as usize))
+    }
+
+    fn get(&self, py: Python<'_>, i: usize) -> PyResult<Py<PyAny>> {
+        let value = self.view()?.get(i).map_err(|e| list_error(py, e, false))?;
+        to_py(py, value)
+    }
+
+    fn open(shm: Bound<'_, PyAny>) -> PyResult<(Arc<Segment>, Arc<AtomicBool>, RawMem, Py<PyAny>)> {
+        let handle = shm.getattr("_segment")?;
+        let handle = handle.downcast::<SegmentPy>()?;
+        let (segment, closed) = handle.get().share()?;
+        // SAFETY: the mapping is `segment.len()` bytes at `segment.as_ptr()`
+        // and stays mapped while the `Arc<Segment>` returned alongside lives;
+        // the list object keeps that Arc for as long as it keeps the view.
+        // Other processes may write the memory at any time, which RawMem
+        // allows for.
+        let mem = unsafe {
+            if segment.writable() {
+                RawMem::new(segment.as_ptr(), segment.len())
+            } else {
+                RawMem::new_read_only(segment.as_ptr(), segment.len())
+            }
+        };
+        Ok((segment, closed, mem, shm.unbind()))
+    }
+}
+
+#[pymethods]
+impl ShareableListPy {
+    #[new]
+    #[pyo3(signature = (sequence=None, *, name=None))]
+    fn new(py: Python<'_>, sequence: Option<&Bound<'_, PyAny>>, name: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let h = helpers(py)?;
+        let shm_class = h.shared_memory.bind(py);
+        let name_arg = match name {
+            Some(n) => n.clone(),
+            None => py.None().into_bound(py),
+        };
+        match sequence {
+            None if name.is_some() => {
+                let shm = shm_class.call1((name_arg,))?;
+                let (segment, closed, mem, shm) = Self::open(shm)?;
+                match ListView::attach(mem) {
+                    Ok(view) => Ok(ShareableListPy { view, closed, shm, _segment: segment }),
+                    Err(e) => {
+                        shm.bind(py).call_method0("close")?;
+                        Err(list_error(py, e, false))
+                    }
+                }
+            }
+            _ => {
+                // Materialise the sequence (any iterable, generators too) and
+                // check every item before anything is created.
+                let objects: Vec<Bound<'_, PyAny>> = match sequence {
+                    Some(seq) => seq.try_iter()?.collect::<PyResult<_>>()?,
+                    None => Vec::new(),
+                };
+                let items = objects.iter().map(|o| to_item(py, o)).collect::<PyResult<Vec<_>>>()?;
+                let size = crate::list::encoded_size(&items).map_err(|e| list_error(py, e, false))?;
+                let kwargs = PyDict::new(py);
+                kwargs.set_item("create", true)?;
+                kwargs.set_item("size", size)?;
+                let shm = shm_class.call((name_arg,), Some(&kwargs))?;
+                let (segment, closed, mem, shm) = Self::open(shm)?;
+                match ListView::create(mem, &items) {
+                    Ok(view) => Ok(ShareableListPy { view, closed, shm, _segment: segment }),
+                    Err(e) => {
+                        let shm = shm.bind(py);
+                        shm.call_method0("close")?;
+                        shm.call_method0("unlink")?;
+                        Err(list_error(py, e, false))
+                    }
+                }
+            }
+        }
+    }
+
+    fn __getitem__(&self, py: Python<'_>, index: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        match self.position(py, index, false)? {
+            Position::At(i) => self.get(py, i),
+            Position::Slice(slice) => {
+                let view = self.view()?;
+                let ind = slice.indices(view.len() as isize)?;
+                let out = PyList::empty(py);
+                let mut i = ind.start;
+                for _ in 0..ind.slicelength {
+                    out.append(self.get(py, i as usize)?)?;
+                    i += ind.step;
+                }
+                Ok(out.into_any().unbind())
+            }
+        }
+    }
+
+    fn __setitem__(&self, py: Python<'_>, index: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let i = match self.position(py, index, true)? {
+            Position::At(i) => i,
+            Position::Slice(_) => {
+                return Err(PyTypeError::new_err(
+                    "ShareableList does not support slice assignment (its length and slots are fixed)",
+                ))
+            }
+        };
+        let item = to_item(py, value)?;
+        self.view()?.set(i, item).map_err(|e| list_error(py, e, true))
+    }
+
+    /// The number of items, read from shared memory on every call as the
+    /// standard library does.
+    fn __len__(&self) -> PyResult<usize> {
+        let view = self.view()?;
+        view.live_len().map_err(|e| PyValueError::new_err(e.to_string()))
+    }
+
+    fn __iter__(slf: Bound<'_, Self>) -> ListIter {
+        let n = slf.get().view.len() as isize;
+        ListIter { list: slf.unbind(), next: 0, stop: n, step: 1 }
+    }
+
+    fn __reversed__(slf: Bound<'_, Self>) -> ListIter {
+        let n = slf.get().view.len() as isize;
+        ListIter { list: slf.unbind(), next: n - 1, stop: -1, step: -1 }
+    }
+
+    fn __contains__(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<bool> {
+        for i in 0..self.view()?.len() {
+            if self.get(py, i)?.bind(py).eq(value)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// L.count(value) -> integer -- return number of occurrences of value.
+    fn count(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let mut found = 0;
+        for i in 0..self.view()?.len() {
+            if value.eq(self.get(py, i)?.bind(py))? {
+                found += 1;
+            }
+        }
+        Ok(found)
+    }
+
+    /// L.index(value) -> integer -- return first index of value.
+    /// Raises ValueError if the value is not present.
+    fn index(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<usize> {
+        for i in 0..self.view()?.len() {
+            if value.eq(self.get(py, i)?.bind(py))? {
+                return Ok(i);
+            }
+        }
+        Err(PyValueError::new_err(format!("{} not in this container", value.repr()?)))
+    }
+
+    /// The struct formats of all items, joined (e.g. ``'8sqd'``).
+    #[getter]
+    fn format(&self, py: Python<'_>) -> PyResult<String> {
+        self.view()?.format().map_err(|e| list_error(py, e, false))
+    }
+
+    /// The SharedMemory instance holding the list.
+    #[getter]
+    fn shm(&self, py: Python<'_>) -> Py<PyAny> {
+        self.shm.clone_ref(py)
+    }
+
+    /// Gets the packing format for a single value stored in the list.
+    fn _get_packing_format(&self, py: Python<'_>, position: isize) -> PyResult<String> {
+        let view = self.view()?;
+        let n = view.len() as isize;
+        let j = if position < 0 { position + n } else { position };
+        if j < 0 || j >= n {
+            return Err(PyIndexError::new_err("Requested position out of range."));
+        }
+        view.format_of(j as usize).map_err(|e| list_error(py, e, false))
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let py = slf.py();
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("name", slf.get().shm.bind(py).getattr("name")?)?;
+        let factory = helpers(py)?.partial.bind(py).call((slf.get_type(),), Some(&kwargs))?;
+        PyTuple::new(py, [factory.into_any(), PyTuple::empty(py).into_any()])
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let py = slf.py();
+        let items = PyList::new(py, slf.try_iter()?.collect::<PyResult<Vec<_>>>()?)?;
+        Ok(format!(
+            "{}({}, name={})",
+            slf.get_type().name()?,
+            items.repr()?,
+            slf.get().shm.bind(py).getattr("name")?.repr()?
+        ))
+    }
+
+    #[classmethod]
+    fn __class_getitem__<'py>(cls: &Bound<'py, PyType>, item: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        helpers(cls.py())?.generic_alias.bind(cls.py()).call1((cls, item))
+    }
+
+    /// Close the list's shared memory (``self.shm.close()``); the segment
+    /// stays until someone unlinks it.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.shm.bind(py).call_method0("close")?;
+        Ok(())
+    }
+
+    /// Destroy the list's segment (``self.shm.unlink()``). Call it once,
+    /// from any process, when no one needs the list any more.
+    fn unlink(&self, py: Python<'_>) -> PyResult<()> {
+        self.shm.bind(py).call_method0("unlink")?;
+        Ok(())
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc_info))]
+    fn __exit__(&self, py: Python<'_>, _exc_info: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+}
+
+/// Iterator over a ShareableList (forwards or backwards), reading each item
+/// when it is reached.
+#[pyclass(module = "ferroshm._native")]
+pub(crate) struct ListIter {
+    list: Py<ShareableListPy>,
+    next: isize,
+    stop: isize,
+    step: isize,
+}
+
+#[pymethods]
+impl ListIter {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        if self.next == self.stop {
+            return Ok(None);
+        }
+        let i = self.next as usize;
+        self.next += self.step;
+        self.list.get().get(py, i).map(Some)
+    }
+
+    fn __length_hint__(&self) -> usize {
+        ((self.stop - self.next) / self.step) as usize
+    }
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<ShareableListPy>()?;
+    m.add_class::<ListIter>()?;
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! `_native.Segment` (an open segment handle) and `_native.Mapping` (the
+//! buffer exporter behind `SharedMemory.buf`).
+//!
+//! Lifetime rule: the mapping is unmapped when the last `Arc<Segment>` goes.
+//! The handle holds one until `close()`; every `Mapping` exporter holds one
+//! for as long as it lives, and a memoryview (and any NumPy array built on
+//! it) keeps its exporter alive. So `close()` can never pull memory out from
+//! under a view, and the last reference, whichever it is, unmaps.
+
+use std::os::raw::{c_int, c_void};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use pyo3::exceptions::{PyBufferError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyMemoryView;
+use pyo3::ffi;
+
+use super::errors::{os_error, segment_error};
+use crate::segment::{self, OpenOptions, Segment};
+
+/// An open, mapped segment. Created by `Segment.open`; `close()` drops this
+/// handle's hold on the mapping.
+#[pyclass(name = "Segment", module = "ferroshm._native", frozen)]
+pub(crate) struct SegmentPy {
+    seg: Mutex<Option<Arc<Segment>>>,
+    closed: Arc<AtomicBool>,
+    name: String,
+    size: usize,
+    created: bool,
+}
+
+impl SegmentPy {
+    /// The open segment and the flag that says when the handle is closed,
+    /// for other native objects (ShareableList) that read it directly.
+    pub(crate) fn share(&self) -> PyResult<(Arc<Segment>, Arc<AtomicBool>)> {
+        let guard = self.seg.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref() {
+            Some(seg) => Ok((Arc::clone(seg), Arc::clone(&self.closed))),
+            None => Err(closed_error()),
+        }
+    }
+}
+
+pub(crate) fn closed_error() -> PyErr {
+    PyValueError::new_err("operation on a closed shared memory segment")
+}
+
+#[pymethods]
+impl SegmentPy {
+    /// Open `name` (with its leading '/') using the `open(2)` flags and mode
+    /// Python passes. `size`, when given, is what a newly created object is
+    /// truncated to (and, with `reserve`, given pages for). The descriptor is
+    /// closed before this returns; a failure leaves nothing open, and removes
+    /// the object only if this call created it.
+    #[staticmethod]
+    #[pyo3(signature = (name, flags, mode=0o600, size=None, reserve=true))]
+    fn open(py: Python<'_>, name: &str, flags: i32, mode: u32, size: Option<i64>, reserve: bool) -> PyResult<Self> {
+        // Sizes are taken as off_t, as os.ftruncate takes them: too large an
+        // int is an OverflowError before anything exists.
+        let size = size
+            .map(|s| usize::try_from(s).map_err(|_| PyValueError::new_err("'size' must be a positive integer")))
+            .transpose()?;
+        let opts = OpenOptions { flags, mode, size, reserve };
+        let seg = py
+            .detach(|| Segment::open_with(name, &opts))
+            .map_err(|e| segment_error(&e, name))?;
+        Ok(SegmentPy {
+            name: name.to_owned(),
+            size: seg.len(),
+            created: seg.created(),
+            seg: Mutex::new(Some(Arc::new(seg))),
+            closed: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// The name the segment was opened with, leading '/' included.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Size of the mapping in bytes; still answers after `close()`.
+    #[getter]
+    fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Whether the call that opened this handle created the segment.
+    #[getter]
+    fn created(&self) -> bool {
+        self.created
+    }
+
+    /// Whether `close()` has been called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// A new writable 1-D memoryview of format 'B' over the whole mapping.
+    /// It keeps the mapping alive by itself, whatever happens to this handle.
+    fn memoryview<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyMemoryView>> {
+        let (seg, _) = self.share()?;
+        let exporter = Bound::new(py, MappingPy { len: seg.len() as ffi::Py_ssize_t, seg })?;
+        PyMemoryView::from(exporter.as_any())
+    }
+
+    /// Drop this handle's hold on the mapping. Memory still used by a
+    /// memoryview or array stays mapped until they are gone. Idempotent.
+    fn close(&self) {
+        let taken = {
+            let mut guard = self.seg.lock().unwrap_or_else(|p| p.into_inner());
+            self.closed.store(true, Ordering::Release);
+            guard.take()
+        };
+        drop(taken);
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if self.closed() { "closed" } else { "open" };
+        format!("<ferroshm._native.Segment {:?} size={} {}>", self.name, self.size, state)
+    }
+}
+
+/// The buffer exporter behind `SharedMemory.buf`: one mapping, shared.
+#[pyclass(name = "Mapping", module = "ferroshm._native", frozen)]
+pub(crate) struct MappingPy {
+    seg: Arc<Segment>,
+    len: ffi::Py_ssize_t,
+}
+
+#[pymethods]
+impl MappingPy {
+    /// # Safety
+    /// Called by the interpreter with a valid `view` to fill in.
+    unsafe fn __getbuffer__(slf: Bound<'_, Self>, view: *mut ffi::Py_buffer, flags: c_int) -> PyResult<()> {
+        if view.is_null() {
+            return Err(PyBufferError::new_err("view is null"));
+        }
+        let me = slf.get();
+        let readonly = !me.seg.writable();
+        if readonly && flags & ffi::PyBUF_WRITABLE == ffi::PyBUF_WRITABLE {
+            return Err(PyBufferError::new_err("the segment is mapped read-only"));
+        }
+        // SAFETY: `view` is a valid, writable Py_buffer (checked non-null; the
+        // interpreter provides it). `buf` points into a mapping of `len`
+        // bytes that the `Arc<Segment>` in this object keeps mapped, and
+        // `obj` holds a new reference to this object for as long as the view
+        // exists. `shape` points at `view.len` and `strides` at
+        // `view.itemsize`, both inside the view itself, as
+        // PyBuffer_FillInfo does.
+        unsafe {
+            (*view).obj = slf.clone().into_any().into_ptr();
+            (*view).buf = me.seg.as_ptr().cast::<c_void>();
+            (*view).len = me.len;
+            (*view).readonly = c_int::from(readonly);
+            (*view).itemsize = 1;
+            (*view).format = if flags & ffi::PyBUF_FORMAT == ffi::PyBUF_FORMAT {
+                c"B".as_ptr().cast_mut()
+            } else {
+                std::ptr::null_mut()
+            };
+            (*view).ndim = 1;
+            (*view).shape = if flags & ffi::PyBUF_ND == ffi::PyBUF_ND { &mut (*view).len } else { std::ptr::null_mut() };
+            (*view).strides = if flags & ffi::PyBUF_STRIDES == ffi::PyBUF_STRIDES {
+                &mut (*view).itemsize
+            } else {
+                std::ptr::null_mut()
+            };
+            (*view).suboffsets = std::ptr::null_mut();
+            (*view).internal = std::ptr::null_mut();
+        }
+        Ok(())
+    }
+
+    /// # Safety
+    /// Called by the interpreter; nothing to release beyond `view.obj`,
+    /// which the interpreter drops itself.
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {}
+
+    fn __len__(&self) -> usize {
+        self.seg.len()
+    }
+}
+
+/// Remove the segment `name` (leading '/' included) from the system.
+#[pyfunction]
+fn unlink(py: Python<'_>, name: &str) -> PyResult<()> {
+    if name.as_bytes().contains(&0) {
+        return Err(PyValueError::new_err("embedded null character"));
+    }
+    py.detach(|| segment::unlink(name)).map_err(|e| os_error(&e, name))
+}
+
+/// `prefix` followed by random hex digits, `length` characters in all.
+#[pyfunction]
+fn random_name(prefix: &str, length: usize) -> PyResult<String> {
+    segment::random_name(prefix, length).map_err(|e| os_error(&e, prefix))
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<SegmentPy>()?;
+    m.add_class::<MappingPy>()?;
+    m.add_function(wrap_pyfunction!(unlink, m)?)?;
+    m.add_function(wrap_pyfunction!(random_name, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,71 @@
+"""Shared fixtures: unique segment names, and a guard that fails any test
+that leaves a segment behind in /dev/shm."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SHM_DIR = Path("/dev/shm")
+_counter = itertools.count()
+
+
+def segments() -> set[str]:
+    """Names of the POSIX shared-memory segments that exist now."""
+    if not SHM_DIR.is_dir():
+        return set()
+    return {p.name for p in SHM_DIR.iterdir() if not p.name.startswith("sem.")}
+
+
+@pytest.fixture
+def shm_name() -> str:
+    """A segment name no other test or run uses."""
+    return f"fshm_test_{os.getpid()}_{next(_counter)}"
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_segments(request):
+    """Fail the test if it leaves a segment in /dev/shm.
+
+    Resource trackers of child processes may need a moment to clean up after
+    the test's processes end, so the check waits a little before failing.
+    Leaked segments are removed so that one leak fails one test only.
+    """
+    before = segments()
+    yield
+    deadline = time.monotonic() + 5.0
+    while True:
+        leaked = segments() - before
+        if not leaked or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if leaked:
+        for name in leaked:
+            try:
+                (SHM_DIR / name).unlink()
+            except FileNotFoundError:
+                pass
+        pytest.fail(f"test left segments in /dev/shm: {sorted(leaked)}")
+
+
+def run_python(code: str, *, timeout: float = 60, env: dict | None = None, check: bool = True):
+    """Run ``code`` in a fresh interpreter (so that a crash fails the test
+    instead of killing the runner) and return the CompletedProcess."""
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"child exited with {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+        )
+    return proc

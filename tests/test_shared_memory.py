@@ -1,0 +1,416 @@
+"""ferroshm.SharedMemory: the standard library's behaviour, and the fixes."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import stat
+import subprocess
+import sys
+import textwrap
+from multiprocessing import resource_tracker
+from multiprocessing import shared_memory as std
+
+import pytest
+
+import ferroshm
+from ferroshm import SharedMemory
+from ferroshm import shared_memory as fsm
+
+from conftest import SHM_DIR, run_python, segments
+
+
+# --- the standard library's behaviour ---------------------------------------
+
+
+def test_create_attach_share_bytes(shm_name):
+    with SharedMemory(shm_name, create=True, size=4097) as a:
+        try:
+            assert a.name == shm_name and a._name == "/" + shm_name
+            assert a.size == 4097 and len(a.buf) == 4097
+            assert (a.buf.format, a.buf.ndim, a.buf.readonly, a.buf.itemsize) == ("B", 1, False, 1)
+            a.buf[4090:4097] = b"abcdefg"
+            with SharedMemory(shm_name, size=1 << 30) as b:  # attach ignores size
+                assert b.size == 4097
+                assert bytes(b.buf[4090:]) == b"abcdefg"
+                b.buf[0] = 42
+            assert a.buf[0] == 42
+        finally:
+            a.unlink()
+
+
+def test_repr_and_attributes_survive_close(shm_name):
+    shm = SharedMemory(shm_name, create=True, size=10)
+    shm.close()
+    shm.close()  # idempotent
+    assert shm.buf is None
+    assert shm.name == shm_name and shm.size == 10
+    assert repr(shm) == f"SharedMemory({shm_name!r}, size=10)"
+    shm.unlink()
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, exc, message",
+    [
+        ((), {"create": True, "size": -1}, ValueError, "'size' must be a positive integer"),
+        ((), {"create": True, "size": 0}, ValueError, "'size' must be a positive number different from zero"),
+        ((), {"create": True}, ValueError, "'size' must be a positive number different from zero"),
+        ((), {}, ValueError, "'name' can only be None if create=True"),
+        ((), {"create": False, "size": 5}, ValueError, "'name' can only be None if create=True"),
+        ((), {"create": True, "size": "5"}, TypeError, "'>=' not supported between instances of 'str' and 'int'"),
+        (("x", True, 1, True), {}, TypeError, "takes from 1 to 4 positional arguments but 5 were given"),
+        ((), {"create": True, "size": 1.5}, TypeError, "'float' object cannot be interpreted as an integer"),
+    ],
+)
+def test_argument_errors_match_stdlib(args, kwargs, exc, message):
+    before = segments()
+    with pytest.raises(exc) as got:
+        SharedMemory(*args, **kwargs)
+    assert message in str(got.value)
+    assert segments() == before
+    # The standard library raises the same type and message (where it does
+    # not create and leak a segment first, as it does for a float size).
+    if kwargs.get("size") != 1.5:
+        with pytest.raises(exc) as want:
+            std.SharedMemory(*args, **kwargs)
+        assert message in str(want.value)
+
+
+def test_size_true_is_one():
+    with SharedMemory(create=True, size=True) as shm:
+        assert shm.size == 1
+        shm.unlink()
+
+
+def test_attach_errors(shm_name):
+    with pytest.raises(FileNotFoundError) as e:
+        SharedMemory(shm_name)
+    assert e.value.errno == 2 and e.value.filename == "/" + shm_name
+    with SharedMemory(shm_name, create=True, size=8) as shm:
+        with pytest.raises(FileExistsError):
+            SharedMemory(shm_name, create=True, size=8)
+        for bad in ("a/b", "x" * 300):
+            with pytest.raises(OSError) as e:
+                SharedMemory(bad, create=True, size=8)
+            assert e.value.errno == 22
+        with pytest.raises(TypeError, match="can only concatenate str"):
+            SharedMemory(5)
+        shm.unlink()
+    with pytest.raises(FileNotFoundError):
+        shm.unlink()
+
+
+def test_embedded_nul_is_valueerror(shm_name):
+    before = segments()
+    with pytest.raises(ValueError, match="embedded null character"):
+        SharedMemory(shm_name + "\0a", create=True, size=8)
+    with SharedMemory(shm_name, create=True, size=8) as shm:
+        with pytest.raises(ValueError, match="embedded null character"):
+            SharedMemory(shm_name + "\0a")
+        shm._name += "\0a"  # a writable attribute, as in CPython's tests
+        with pytest.raises(ValueError, match="embedded null character"):
+            shm.unlink()
+        shm._name = "/" + shm_name
+        shm.unlink()
+    assert segments() == before
+
+
+def test_leading_slash_rules(shm_name):
+    # The standard library prepends '/' unconditionally: "/x" becomes "//x",
+    # which Linux resolves to the same object as "/x".
+    with SharedMemory("/" + shm_name, create=True, size=16) as shm:
+        assert shm._name == "//" + shm_name
+        assert shm.name == "/" + shm_name
+        with SharedMemory(shm_name) as same:
+            assert same.size == 16
+        shm.unlink()
+
+
+def test_mode_is_0600(shm_name):
+    old = os.umask(0)
+    try:
+        with SharedMemory(shm_name, create=True, size=8) as shm:
+            assert stat.S_IMODE(os.stat(SHM_DIR / shm_name).st_mode) == 0o600
+            shm.unlink()
+    finally:
+        os.umask(old)
+
+
+def test_make_filename_is_looked_up_at_call_time(monkeypatch, shm_name):
+    names = iter([f"/{shm_name}", f"/{shm_name}", f"/{shm_name}_b"])
+    monkeypatch.setattr(fsm, "_make_filename", lambda: next(names))
+    with SharedMemory(create=True, size=1) as first, SharedMemory(create=True, size=1) as second:
+        assert first._name == f"/{shm_name}"
+        assert second._name == f"/{shm_name}_b"  # retried past the existing name
+        first.unlink()
+        second.unlink()
+
+
+def test_default_names_look_like_cpythons():
+    with SharedMemory(create=True, size=1) as shm:
+        shm.unlink()
+    assert shm.name.startswith("psm_") and len(shm.name) == 12
+    assert fsm._SHM_NAME_PREFIX == "/psm_" and fsm._USE_POSIX
+
+
+def test_subclass_flags_open_or_create(shm_name):
+    class OpenOrCreate(SharedMemory):
+        _flags = os.O_CREAT | os.O_RDWR
+
+    with SharedMemory(shm_name, create=True, size=512) as shm:
+        with OpenOrCreate(shm_name) as again:
+            assert again.size == 512
+        shm.unlink()
+    # Creating without a size makes an empty object, which cannot be mapped:
+    # the error is the standard library's, and (unlike there) the object this
+    # call created is removed again.
+    with pytest.raises(ValueError, match="cannot mmap an empty file"):
+        OpenOrCreate(shm_name)
+    assert shm_name not in segments()
+
+
+def test_pickle_by_name(shm_name):
+    with SharedMemory(shm_name, create=True, size=64) as shm:
+        assert shm.__reduce__() == (SharedMemory, (shm_name, False, 64))
+        for proto in range(pickle.HIGHEST_PROTOCOL + 1):
+            with pickle.loads(pickle.dumps(shm, proto)) as other:
+                other.buf[:3] = b"abc"
+                assert bytes(shm.buf[:3]) == b"abc"
+        data = pickle.dumps(shm)
+        shm.unlink()
+    with pytest.raises(FileNotFoundError):
+        pickle.loads(data)
+
+
+def test_context_manager_closes_but_does_not_unlink(shm_name):
+    with SharedMemory(shm_name, create=True, size=8) as shm:
+        assert shm.buf is not None
+    assert shm.buf is None
+    assert shm_name in segments()
+    SharedMemory(shm_name).unlink()
+
+
+def test_tracker_register_and_unregister(monkeypatch, shm_name):
+    calls = []
+    monkeypatch.setattr(resource_tracker, "register", lambda n, t: calls.append(("register", n, t)))
+    monkeypatch.setattr(resource_tracker, "unregister", lambda n, t: calls.append(("unregister", n, t)))
+    shm = SharedMemory(shm_name, create=True, size=8)
+    SharedMemory(shm_name).close()
+    SharedMemory(shm_name, track=False).close()
+    shm.unlink()
+    shm.close()
+    key = ("/" + shm_name, "shared_memory")
+    assert calls == [("register", *key), ("register", *key), ("unregister", *key)]
+
+
+def test_untracked_unlink_sends_nothing(monkeypatch, shm_name):
+    calls = []
+    monkeypatch.setattr(resource_tracker, "unregister", lambda n, t: calls.append(n))
+    with SharedMemory(shm_name, create=True, size=8, track=False) as shm:
+        shm.unlink()
+    assert calls == []
+
+
+def test_killed_creator_segment_is_removed_by_tracker():
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import ferroshm,sys,time\n"
+         "s = ferroshm.SharedMemory(create=True, size=10)\n"
+         "print(s.name, flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    name = proc.stdout.readline().strip()
+    assert name in segments()
+    proc.kill()
+    proc.wait()
+    err = proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
+    assert "1 leaked shared_memory objects" in err
+    assert name not in segments()
+
+
+# --- interoperability with the standard library -----------------------------
+
+
+def test_stdlib_and_ferroshm_share_segments(shm_name):
+    with SharedMemory(shm_name, create=True, size=100) as ours:
+        ours.buf[:5] = b"hello"
+        theirs = std.SharedMemory(shm_name)
+        assert theirs.size == 100 and bytes(theirs.buf[:5]) == b"hello"
+        theirs.buf[5:10] = b"world"
+        theirs.close()
+        assert bytes(ours.buf[:10]) == b"helloworld"
+        ours.unlink()
+    theirs = std.SharedMemory(create=True, size=50)
+    try:
+        theirs.buf[:3] = b"xyz"
+        with SharedMemory(theirs.name) as ours:
+            assert ours.size == 50 and bytes(ours.buf[:3]) == b"xyz"
+    finally:
+        theirs.close()
+        theirs.unlink()
+
+
+# --- better than the standard library ---------------------------------------
+
+NUMPY_AFTER_CLOSE = """
+import numpy as np, {mod} as sm
+m = sm.SharedMemory(create=True, size=1 << 20)
+a = np.ndarray((1 << 17,), dtype=np.int64, buffer=m.buf)
+m.close(); m.unlink()
+a[:] = 7
+print(int(a.sum()))
+"""
+
+
+def test_numpy_array_outlives_close_and_unlink():
+    # The documentation's NumPy pattern, then close+unlink, then a write:
+    # the standard library segfaults (exit -11); ferroshm keeps the mapping
+    # alive for the array.
+    proc = run_python(NUMPY_AFTER_CLOSE.format(mod="ferroshm"))
+    assert proc.stdout.strip() == str(7 << 17)
+
+
+def test_close_with_exports_never_raises_buffererror(shm_name):
+    np = pytest.importorskip("numpy")
+    shm = SharedMemory(shm_name, create=True, size=64)
+    arr = np.frombuffer(shm.buf, dtype=np.uint8)
+    view = shm.buf[8:16]
+    shm.close()  # the standard library raises BufferError here
+    assert shm.buf is None
+    view[:] = b"abcdefgh"
+    assert bytes(arr[8:16]) == b"abcdefgh"
+    shm.unlink()
+
+
+def _mapped(name: str) -> bool:
+    with open("/proc/self/maps") as maps:
+        return any(line.rstrip().endswith(f"/dev/shm/{name}") or f"/dev/shm/{name} " in line for line in maps)
+
+
+def test_last_reference_unmaps(shm_name):
+    shm = SharedMemory(shm_name, create=True, size=4096)
+    shm.unlink()
+    view = shm.buf[:10]
+    shm.close()
+    assert _mapped(shm_name + " (deleted)") or _mapped(shm_name)
+    del view
+    assert not _mapped(shm_name + " (deleted)") and not _mapped(shm_name)
+
+
+def test_close_without_exports_unmaps_at_once(shm_name):
+    shm = SharedMemory(shm_name, create=True, size=4096)
+    assert _mapped(shm_name)
+    shm.close()
+    assert not _mapped(shm_name)
+    SharedMemory.unlink(shm)
+
+
+def _fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize(
+    "size, exc",
+    [(1.5, TypeError), (2**70, OverflowError), (2**63 + 5, OverflowError), (2**62, OSError)],
+)
+def test_failed_create_leaves_nothing(size, exc):
+    before, fds = segments(), _fd_count()
+    with pytest.raises(exc):
+        SharedMemory(create=True, size=size)
+    assert segments() == before
+    assert _fd_count() == fds
+
+
+def test_failed_attach_never_unlinks_the_segment(shm_name):
+    # An attach whose mmap fails (here: address space limited in a child)
+    # must not remove the segment. The standard library calls unlink() on
+    # any OSError after shm_open (gh-153279).
+    with SharedMemory(shm_name, create=True, size=256 << 20, track=False) as shm:
+        try:
+            code = textwrap.dedent(f"""
+                import resource, {{mod}} as sm
+                resource.setrlimit(resource.RLIMIT_AS, (200 << 20, 200 << 20))
+                try:
+                    sm.SharedMemory({shm_name!r})
+                except OSError as e:
+                    print("errno", e.errno)
+            """)
+            out = run_python(code.format(mod="ferroshm")).stdout
+            assert "errno 12" in out
+            assert shm_name in segments()
+        finally:
+            shm.unlink()
+
+
+def test_failed_tracker_registration_removes_what_it_created(monkeypatch, shm_name):
+    def broken(name, rtype):
+        raise RuntimeError("tracker down")
+
+    monkeypatch.setattr(resource_tracker, "register", broken)
+    fds = _fd_count()
+    with pytest.raises(RuntimeError, match="tracker down"):
+        SharedMemory(shm_name, create=True, size=64)
+    assert shm_name not in segments()
+    assert _fd_count() == fds
+    # An attach that fails the same way leaves the existing segment alone.
+    with SharedMemory(shm_name, create=True, size=64, track=False) as shm:
+        with pytest.raises(RuntimeError):
+            SharedMemory(shm_name)
+        assert shm_name in segments()
+        shm.unlink()
+
+
+@pytest.mark.parametrize("bad", ["a:b", "caf\u00e9", "a\nb"])
+def test_names_the_tracker_cannot_carry(bad, shm_name):
+    before = segments()
+    with pytest.raises(ValueError, match="cannot be tracked"):
+        SharedMemory(shm_name + bad, create=True, size=8)
+    assert segments() == before
+    # Untracked, such names are fine (as far as the OS allows them).
+    with SharedMemory(shm_name + bad, create=True, size=8, track=False) as shm:
+        shm.unlink()
+    assert segments() == before
+
+
+SMALL_SHM = """
+import errno, os, sys
+import {mod} as sm
+try:
+    s = sm.SharedMemory(create=True, size=64 << 20)
+except OSError as e:
+    print("refused", errno.errorcode[e.errno], sorted(os.listdir("/dev/shm")))
+    sys.exit(0)
+s.buf[:] = b"x" * len(s.buf)
+print("wrote")
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare(1)")
+def test_full_dev_shm_is_enospc_not_sigbus():
+    # A private mount namespace with a 16 MiB tmpfs on /dev/shm, like a
+    # container's: the standard library dies of SIGBUS on the first write.
+    script = SMALL_SHM.format(mod="ferroshm")
+    proc = subprocess.run(
+        ["unshare", "-m", "sh", "-c",
+         'mount --make-rprivate / && mount -t tmpfs -o size=16m tmpfs /dev/shm && exec "$0" -c "$1"',
+         sys.executable, script],
+        capture_output=True, text=True, timeout=60,
+    )
+    if "mount" in proc.stderr and proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "refused ENOSPC []"
+
+
+def test_patch_stdlib_installs_module():
+    code = (
+        "import ferroshm; ferroshm.patch_stdlib()\n"
+        "from multiprocessing import shared_memory\n"
+        "import multiprocessing\n"
+        "assert shared_memory is ferroshm.shared_memory\n"
+        "assert multiprocessing.shared_memory.SharedMemory is ferroshm.SharedMemory\n"
+        "print('ok')"
+    )
+    assert run_python(code).stdout.strip() == "ok"
