@@ -60,10 +60,11 @@ impl Format {
     pub(crate) fn encode(self) -> Option<[u8; 8]> {
         let mut out = [0u8; 8];
         match self {
-            Format::Int => out[0] = b'q',
-            Format::Float => out[0] = b'd',
-            Format::Bool => out = *b"xxxxxxx?",
-            Format::None => out = *b"xxxxxx?x",
+            Format::Int => return Some(*b"q\0\0\0\0\0\0\0"),
+            Format::Float => return Some(*b"d\0\0\0\0\0\0\0"),
+            Format::Bool => return Some(*b"xxxxxxx?"),
+            Format::None => return Some(*b"xxxxxx?x"),
+            Format::Bytes(8) => return Some(*b"8s\0\0\0\0\0\0"),
             Format::Bytes(n) => {
                 if n > MAX_SLOT_LEN {
                     return None;

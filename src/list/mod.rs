@@ -93,6 +93,7 @@ fn layout_size(n: usize, data_len: usize) -> Option<usize> {
 /// text that CPython would truncate, bug B4) `8 * (len / 8 + 1)` with `len`
 /// in bytes. So every list CPython stores correctly gets CPython's exact
 /// layout and formats, and the rest round-trip too.
+#[inline]
 fn slot_size(index: usize, item: &ItemRef<'_>) -> Result<usize, ListError> {
     match SlotValue::of(item) {
         SlotValue::Word(_) => Ok(8),
@@ -117,83 +118,143 @@ fn slot_size(index: usize, item: &ItemRef<'_>) -> Result<usize, ListError> {
 
 /// Number of bytes a list of `items` occupies: the size CPython requests
 /// for its segment, `8(N+2) + D + 9N`, where D adds up the slot sizes (8 for
-/// int, float, bool and None; `8 * (len / 8 + 1)` for str and bytes, with
-/// `len` counted in UTF-8 bytes). An empty list takes 16 bytes.
+/// int, float, bool and None; `8 * (len / 8 + 1)` for str and bytes, see
+/// [`slot_size`]). An empty list takes 16 bytes.
 ///
 /// Fails with [`ListError::ItemTooLarge`] for a str/bytes item of more than
 /// [`MAX_ITEM_BYTES`] bytes, and [`ListError::SizeOverflow`] if the total
 /// does not fit in 63 bits.
 pub fn encoded_size(items: &[ItemRef<'_>]) -> Result<usize, ListError> {
-    let mut data_len = 0usize;
-    for (index, item) in items.iter().enumerate() {
-        let slot = slot_size(index, item)?;
-        data_len = data_len.checked_add(slot).ok_or(ListError::SizeOverflow)?;
+    let mut sizer = ListSizer::new();
+    for item in items {
+        sizer.push(item)?;
     }
-    layout_size(items.len(), data_len).ok_or(ListError::SizeOverflow)
+    sizer.size()
 }
 
 /// Write a new list holding `items` at the start of `mem`, exactly as
-/// CPython's `ShareableList(items)` does (same bytes, same order: the count
-/// and offsets, then the values, then the formats, then the codes). Bytes of
-/// `mem` past [`encoded_size`] are left alone.
+/// CPython's `ShareableList(items)` does: the same bytes (only the order in
+/// which they are stored differs, which no reader can rely on: nothing is
+/// atomic while a list is created, in CPython either). Bytes of `mem` past
+/// [`encoded_size`] are left alone.
 ///
 /// Fails, without writing anything, if an item is too large, if `mem` is
 /// smaller than the layout, read-only, or not 8-aligned.
 pub fn write_new(mem: &RawMem, items: &[ItemRef<'_>]) -> Result<(), ListError> {
-    let size = encoded_size(items)?;
-    if mem.len() < size {
-        return Err(ListError::SegmentTooSmall {
-            needed: size,
-            len: mem.len(),
-        });
+    let mut sizer = ListSizer::new();
+    for item in items {
+        sizer.push(item)?;
     }
-    if !mem.is_writable() {
-        return Err(ListError::ReadOnly);
+    let mut writer = ListWriter::new(mem, &sizer)?;
+    for item in items {
+        writer.push(item)?;
     }
-    // Values are stored as aligned words: refuse a misaligned block before
-    // writing anything rather than half-way through.
-    if mem.as_ptr() as usize % 8 != 0 {
-        return Err(ListError::Misaligned { offset: 0 });
-    }
-    let n = items.len();
+    writer.finish()
+}
 
-    // Count and offsets. `encoded_size` succeeded, so every slot size is
-    // known to be valid and every sum below fits.
-    let mut header = Vec::with_capacity(8 * (n + 2));
-    header.extend_from_slice(&(n as u64).to_ne_bytes());
-    header.extend_from_slice(&0u64.to_ne_bytes());
-    let mut data_len = 0usize;
-    for (index, item) in items.iter().enumerate() {
-        data_len += slot_size(index, item)?;
-        header.extend_from_slice(&(data_len as u64).to_ne_bytes());
-    }
-    mem.write_from(0, &header)?;
-    drop(header);
-    let layout = Layout { n, data_len };
+/// Sizes a list one item at a time, for callers that make items on the fly
+/// (the Python bindings convert each object twice rather than store them).
+#[derive(Clone, Debug, Default)]
+pub struct ListSizer {
+    n: usize,
+    data_len: usize,
+}
 
-    // Values.
-    let mut formats = Vec::with_capacity(8 * n);
-    let mut codes = Vec::with_capacity(n);
-    let mut slot_start = layout.data_start();
-    for (index, item) in items.iter().enumerate() {
-        let slot_len = slot_size(index, item)?;
-        match SlotValue::of(item) {
-            SlotValue::Word(word) => mem.store_u64(slot_start, word)?,
-            SlotValue::Bytes(bytes) => {
-                mem.write_from(slot_start, bytes)?;
-                mem.fill(slot_start + bytes.len(), slot_len - bytes.len(), 0)?;
-            }
+impl ListSizer {
+    /// An empty list's sizer.
+    pub fn new() -> ListSizer {
+        ListSizer::default()
+    }
+
+    /// Count one more item. Fails if it is too large or the list outgrows
+    /// 63 bits.
+    #[inline]
+    pub fn push(&mut self, item: &ItemRef<'_>) -> Result<(), ListError> {
+        let slot = slot_size(self.n, item)?;
+        self.data_len = self.data_len.checked_add(slot).ok_or(ListError::SizeOverflow)?;
+        self.n += 1;
+        Ok(())
+    }
+
+    /// Items counted so far.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Whether no item was counted.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Bytes the list takes, `8(N+2) + D + 9N`.
+    pub fn size(&self) -> Result<usize, ListError> {
+        layout_size(self.n, self.data_len).ok_or(ListError::SizeOverflow)
+    }
+}
+
+/// Writes a new list, one item at a time, into a block sized by a
+/// [`ListSizer`] that was given the same items in the same order. Items
+/// that differ from what was sized make it stop with
+/// [`ListError::Corrupt`], never write outside the layout.
+pub struct ListWriter<'m> {
+    out: raw::BlockWriter<'m>,
+    layout: Layout,
+    index: usize,
+    slot_start: usize,
+}
+
+impl<'m> ListWriter<'m> {
+    /// Check `mem` for a list of the size `sizer` measured and write its
+    /// count and first offset.
+    pub fn new(mem: &'m RawMem, sizer: &ListSizer) -> Result<ListWriter<'m>, ListError> {
+        let size = sizer.size()?;
+        if mem.len() < size {
+            return Err(ListError::SegmentTooSmall { needed: size, len: mem.len() });
         }
-        let format = Format::for_item(item, slot_len);
-        // Cannot fail: slot_len <= MAX_ITEM_BYTES + 1 fits in 7 digits.
-        let spelled = format.encode().ok_or(ListError::SizeOverflow)?;
-        formats.extend_from_slice(&spelled);
-        codes.push(Format::code_for(item));
-        slot_start += slot_len;
+        // Values are stored as aligned words: refuse a misaligned block
+        // before writing anything rather than half-way through.
+        if mem.as_ptr() as usize % 8 != 0 {
+            return Err(ListError::Misaligned { offset: 0 });
+        }
+        let out = mem.writer()?;
+        let layout = Layout { n: sizer.n, data_len: sizer.data_len };
+        out.put_u64(0, layout.n as u64);
+        out.put_u64(Layout::offset_entry(0), 0);
+        Ok(ListWriter { out, slot_start: layout.data_start(), layout, index: 0 })
     }
 
-    // Formats, then codes.
-    mem.write_from(layout.formats_start(), &formats)?;
-    mem.write_from(layout.codes_start(), &codes)?;
-    Ok(())
+    /// Write the next item: its value, its offset, its format, its code.
+    #[inline]
+    pub fn push(&mut self, item: &ItemRef<'_>) -> Result<(), ListError> {
+        let index = self.index;
+        let slot_len = slot_size(index, item)?;
+        if index >= self.layout.n || self.slot_start + slot_len > self.layout.formats_start() {
+            return Err(items_changed());
+        }
+        match SlotValue::of(item) {
+            SlotValue::Word(word) => self.out.put_u64(self.slot_start, word),
+            SlotValue::Bytes(bytes) => self.out.put_padded(self.slot_start, bytes, slot_len),
+        }
+        self.slot_start += slot_len;
+        let offset = self.slot_start - self.layout.data_start();
+        self.out.put_u64(Layout::offset_entry(index + 1), offset as u64);
+        let spelled = Format::for_item(item, slot_len).encode().ok_or(ListError::SizeOverflow)?;
+        self.out.put_u64(self.layout.formats_start() + 8 * index, u64::from_ne_bytes(spelled));
+        self.out.put_u8(self.layout.codes_start() + index, Format::code_for(item));
+        self.index += 1;
+        Ok(())
+    }
+
+    /// Check that every sized item was written.
+    pub fn finish(self) -> Result<(), ListError> {
+        if self.index == self.layout.n {
+            Ok(())
+        } else {
+            Err(items_changed())
+        }
+    }
+}
+
+fn items_changed() -> ListError {
+    ListError::Corrupt("ShareableList items changed while the list was being created".into())
 }

@@ -156,42 +156,56 @@ impl ListView {
     /// behaviour, B3); a str that is not valid UTF-8 gives
     /// [`ListError::Utf8`].
     pub fn get(&self, i: usize) -> Result<Value, ListError> {
+        self.get_with(i, |item| match item {
+            ItemRef::Int(v) => Value::Int(v),
+            ItemRef::Float(v) => Value::Float(v),
+            ItemRef::Bool(v) => Value::Bool(v),
+            ItemRef::None => Value::None,
+            ItemRef::Str(s) => Value::Str(s.to_owned()),
+            ItemRef::Bytes(b) => Value::Bytes(b.to_vec()),
+        })
+    }
+
+    /// Read item `i` and hand it to `f` without allocating: a str or bytes
+    /// value is borrowed from a copy on the stack (a heap copy for long
+    /// ones), never from the shared memory itself. Validation and errors are
+    /// those of [`ListView::get`].
+    pub fn get_with<R>(&self, i: usize, f: impl FnOnce(ItemRef<'_>) -> R) -> Result<R, ListError> {
         self.check_index(i)?;
         let slot = self.slot(i)?;
         let (format, code) = self.format_and_code(i, slot)?;
         if code == CODE_NONE {
-            return Ok(Value::None);
+            return Ok(f(ItemRef::None));
         }
-        let value = match format {
-            Format::Int => Value::Int(self.mem.load_u64(slot.start)? as i64),
-            Format::Float => Value::Float(f64::from_bits(self.mem.load_u64(slot.start)?)),
-            Format::Bool => Value::Bool(self.mem.load_u64(slot.start)?.to_ne_bytes()[7] != 0),
+        Ok(match format {
+            Format::Int => f(ItemRef::Int(self.mem.load_u64(slot.start)? as i64)),
+            Format::Float => f(ItemRef::Float(f64::from_bits(self.mem.load_u64(slot.start)?))),
+            Format::Bool => f(ItemRef::Bool(self.mem.load_u64(slot.start)?.to_ne_bytes()[7] != 0)),
             // `format_and_code` pairs the None format with code 3 only.
-            Format::None => Value::None,
+            Format::None => f(ItemRef::None),
             Format::Bytes(n) => {
-                // n <= slot.len, which lies inside the block: the allocation
-                // is bounded by the real size of the memory.
-                let mut bytes = vec![0u8; n];
-                self.mem.read_into(slot.start, &mut bytes)?;
-                bytes.truncate(trim_nuls(&bytes).len());
+                // n <= slot.len, which lies inside the block: a heap copy is
+                // bounded by the real size of the memory.
+                let mut stack = [0u8; 128];
+                let mut heap = Vec::new();
+                let buf: &mut [u8] = if n <= stack.len() {
+                    &mut stack[..n]
+                } else {
+                    heap.resize(n, 0);
+                    &mut heap
+                };
+                self.mem.read_into(slot.start, buf)?;
+                let bytes = trim_nuls(buf);
                 if code == CODE_STR {
-                    match String::from_utf8(bytes) {
-                        Ok(s) => Value::Str(s),
-                        Err(e) => {
-                            let error = e.utf8_error();
-                            return Err(ListError::Utf8 {
-                                index: i,
-                                bytes: e.into_bytes(),
-                                error,
-                            });
-                        }
+                    match std::str::from_utf8(bytes) {
+                        Ok(s) => f(ItemRef::Str(s)),
+                        Err(error) => return Err(ListError::Utf8 { index: i, bytes: bytes.to_vec(), error }),
                     }
                 } else {
-                    Value::Bytes(bytes)
+                    f(ItemRef::Bytes(bytes))
                 }
             }
-        };
-        Ok(value)
+        })
     }
 
     /// Read every item, in order (what `list(sl)` gives).

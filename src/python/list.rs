@@ -12,7 +12,7 @@ use pyo3::types::{
 };
 
 use super::segment::SegmentPy;
-use crate::list::{ItemRef, ListError, ListView, RawMem, Value};
+use crate::list::{ItemRef, ListError, ListSizer, ListView, ListWriter, RawMem};
 use crate::segment::Segment;
 
 /// Python objects this module needs from the pure-Python half of the
@@ -66,23 +66,26 @@ fn closed_error() -> PyErr {
 /// A Python value as a list item: int, float, bool, None, str, bytes, and
 /// their subclasses (stored as the base type; the standard library raises
 /// KeyError for subclasses such as IntEnum or numpy.float64).
+#[inline(always)]
 fn to_item<'a>(py: Python<'_>, obj: &'a Bound<'_, PyAny>) -> PyResult<ItemRef<'a>> {
-    if let Ok(b) = obj.downcast::<PyBool>() {
-        return Ok(ItemRef::Bool(b.is_true()));
+    // Exact types first: they are what lists hold almost always.
+    if obj.is_exact_instance_of::<PyInt>() {
+        return int_item(py, obj);
+    }
+    if let Ok(f) = obj.downcast_exact::<PyFloat>() {
+        return Ok(ItemRef::Float(f.value()));
+    }
+    if let Ok(s) = obj.downcast_exact::<PyString>() {
+        return Ok(ItemRef::Str(s.to_str()?));
     }
     if obj.is_none() {
         return Ok(ItemRef::None);
     }
+    if let Ok(b) = obj.downcast::<PyBool>() {
+        return Ok(ItemRef::Bool(b.is_true()));
+    }
     if obj.is_instance_of::<PyInt>() {
-        return match obj.extract::<i64>() {
-            Ok(v) => Ok(ItemRef::Int(v)),
-            Err(e) if e.is_instance_of::<PyOverflowError>(py) => Err(PyErr::from_value(
-                helpers(py)?.struct_error.bind(py).call1((
-                    "'q' format requires -9223372036854775808 <= number <= 9223372036854775807",
-                ))?,
-            )),
-            Err(e) => Err(e),
-        };
+        return int_item(py, obj);
     }
     if let Ok(f) = obj.downcast::<PyFloat>() {
         return Ok(ItemRef::Float(f.value()));
@@ -96,14 +99,75 @@ fn to_item<'a>(py: Python<'_>, obj: &'a Bound<'_, PyAny>) -> PyResult<ItemRef<'a
     Err(PyErr::from_value(helpers(py)?.item_type_error.bind(py).call1((obj.get_type(),))?))
 }
 
-fn to_py(py: Python<'_>, value: Value) -> PyResult<Py<PyAny>> {
-    Ok(match value {
-        Value::Int(v) => v.into_pyobject(py)?.into_any().unbind(),
-        Value::Float(v) => PyFloat::new(py, v).into_any().unbind(),
-        Value::Bool(v) => PyBool::new(py, v).to_owned().into_any().unbind(),
-        Value::None => py.None(),
-        Value::Str(s) => PyString::new(py, &s).into_any().unbind(),
-        Value::Bytes(b) => PyBytes::new(py, &b).into_any().unbind(),
+/// An int as a 64-bit item; too large an int is the standard library's
+/// `struct.error`, raised before anything is written.
+#[inline(always)]
+fn int_item<'a>(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<ItemRef<'a>> {
+    match obj.extract::<i64>() {
+        Ok(v) => Ok(ItemRef::Int(v)),
+        Err(e) if e.is_instance_of::<PyOverflowError>(py) => Err(PyErr::from_value(
+            helpers(py)?.struct_error.bind(py).call1((
+                "'q' format requires -9223372036854775808 <= number <= 9223372036854775807",
+            ))?,
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// A converted item kept between the sizing and the writing pass of a new
+/// list: fixed-size values as their word, str and bytes by reference to
+/// their object (`Obj`).
+#[derive(Clone, Copy)]
+enum Compact {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    None,
+    Obj,
+}
+
+impl Compact {
+    #[inline(always)]
+    fn of(item: &ItemRef<'_>) -> Compact {
+        match *item {
+            ItemRef::Int(v) => Compact::Int(v),
+            ItemRef::Float(v) => Compact::Float(v),
+            ItemRef::Bool(v) => Compact::Bool(v),
+            ItemRef::None => Compact::None,
+            ItemRef::Str(_) | ItemRef::Bytes(_) => Compact::Obj,
+        }
+    }
+
+    #[inline(always)]
+    fn item(self) -> Option<ItemRef<'static>> {
+        match self {
+            Compact::Int(v) => Some(ItemRef::Int(v)),
+            Compact::Float(v) => Some(ItemRef::Float(v)),
+            Compact::Bool(v) => Some(ItemRef::Bool(v)),
+            Compact::None => Some(ItemRef::None),
+            Compact::Obj => None,
+        }
+    }
+}
+
+/// Largest scratch buffer kept for the next list creation on this thread
+/// (16 MiB); larger ones are freed after use.
+const SCRATCH_KEEP: usize = 1 << 20;
+
+thread_local! {
+    /// Reused between creations so that its pages are not faulted in anew
+    /// every time.
+    static SCRATCH: std::cell::RefCell<Vec<Compact>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn to_py(py: Python<'_>, item: ItemRef<'_>) -> PyResult<Py<PyAny>> {
+    Ok(match item {
+        ItemRef::Int(v) => v.into_pyobject(py)?.into_any().unbind(),
+        ItemRef::Float(v) => PyFloat::new(py, v).into_any().unbind(),
+        ItemRef::Bool(v) => PyBool::new(py, v).to_owned().into_any().unbind(),
+        ItemRef::None => py.None(),
+        ItemRef::Str(s) => PyString::new(py, s).into_any().unbind(),
+        ItemRef::Bytes(b) => PyBytes::new(py, b).into_any().unbind(),
     })
 }
 
@@ -176,8 +240,7 @@ impl ShareableListPy {
     }
 
     fn get(&self, py: Python<'_>, i: usize) -> PyResult<Py<PyAny>> {
-        let value = self.view()?.get(i).map_err(|e| list_error(py, e, false))?;
-        to_py(py, value)
+        self.view()?.get_with(i, |item| to_py(py, item)).map_err(|e| list_error(py, e, false))?
     }
 
     fn open(shm: Bound<'_, PyAny>) -> PyResult<(Arc<Segment>, Arc<AtomicBool>, RawMem, Py<PyAny>)> {
@@ -226,18 +289,56 @@ impl ShareableListPy {
             _ => {
                 // Materialise the sequence (any iterable, generators too) and
                 // check every item before anything is created.
-                let objects: Vec<Bound<'_, PyAny>> = match sequence {
-                    Some(seq) => seq.try_iter()?.collect::<PyResult<_>>()?,
-                    None => Vec::new(),
+                // A tuple is an immutable snapshot: nothing can change it
+                // while Python code (the segment's creation) runs.
+                let snapshot = match sequence {
+                    Some(seq) => {
+                        if let Ok(tuple) = seq.downcast_exact::<PyTuple>() {
+                            tuple.clone()
+                        } else if let Ok(list) = seq.downcast_exact::<PyList>() {
+                            list.to_tuple()
+                        } else {
+                            PyTuple::new(py, seq.try_iter()?.collect::<PyResult<Vec<_>>>()?)?
+                        }
+                    }
+                    None => PyTuple::empty(py),
                 };
-                let items = objects.iter().map(|o| to_item(py, o)).collect::<PyResult<Vec<_>>>()?;
-                let size = crate::list::encoded_size(&items).map_err(|e| list_error(py, e, false))?;
+                let objects = snapshot.as_slice();
+                // Convert and size every item, which finds every bad one
+                // before anything exists. Fixed-size items are kept in a
+                // compact scratch buffer for the writing pass; str and bytes
+                // are converted again from their (immutable) objects.
+                let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+                scratch.clear();
+                scratch.reserve(objects.len());
+                let mut sizer = ListSizer::new();
+                for o in objects {
+                    let item = to_item(py, o)?;
+                    sizer.push(&item).map_err(|e| list_error(py, e, false))?;
+                    scratch.push(Compact::of(&item));
+                }
+                let size = sizer.size().map_err(|e| list_error(py, e, false))?;
                 let kwargs = PyDict::new(py);
                 kwargs.set_item("create", true)?;
                 kwargs.set_item("size", size)?;
                 let shm = shm_class.call((name_arg,), Some(&kwargs))?;
                 let (segment, closed, mem, shm) = Self::open(shm)?;
-                match ListView::create(mem, &items) {
+                let written = ListWriter::new(&mem, &sizer).and_then(|mut writer| {
+                    for (compact, o) in scratch.iter().zip(objects) {
+                        match compact.item() {
+                            Some(item) => writer.push(&item)?,
+                            None => match to_item(py, o) {
+                                Ok(item) => writer.push(&item)?,
+                                Err(_) => return Err(ListError::Corrupt("an item changed while the list was created".into())),
+                            },
+                        }
+                    }
+                    writer.finish()
+                });
+                if scratch.capacity() <= SCRATCH_KEEP {
+                    SCRATCH.with(|s| *s.borrow_mut() = scratch);
+                }
+                match written.and_then(|()| ListView::attach(mem)) {
                     Ok(view) => Ok(ShareableListPy { view, closed, shm, _segment: segment }),
                     Err(e) => {
                         let shm = shm.bind(py);
