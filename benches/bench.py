@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 import time
+from itertools import repeat
 from multiprocessing import shared_memory as stdlib_shm
 from typing import Callable
 
@@ -22,19 +23,30 @@ import ferroshm
 IMPLS = {"stdlib": stdlib_shm, "ferroshm": ferroshm}
 
 
-def best_time(fn: Callable[[], object], number: int, rounds: int) -> float:
-    """Seconds per call of ``fn``: the best of ``rounds`` rounds."""
+def best_time(fn: Callable[[int], object], number: int, rounds: int) -> float:
+    """Seconds per operation, where ``fn(k)`` performs the operation ``k``
+    times in a plain loop: the best of ``rounds`` rounds."""
     best = float("inf")
     for _ in range(rounds):
         start = time.perf_counter()
-        for _ in range(number):
-            fn()
+        fn(number)
         best = min(best, (time.perf_counter() - start) / number)
     return best
 
 
+def looped(op: Callable[[], object]) -> Callable[[int], None]:
+    """``op`` repeated: for operations that cost much more than a call."""
+
+    def fn(k: int) -> None:
+        for _ in repeat(None, k):
+            op()
+
+    return fn
+
+
 class Case:
-    """One benchmark: ``setup(module)`` returns (fn, teardown)."""
+    """One benchmark: ``setup(module)`` returns (fn, teardown), where
+    ``fn(k)`` performs the operation ``k`` times."""
 
     def __init__(self, name: str, number: int, setup):
         self.name, self.number, self.setup = name, number, setup
@@ -43,6 +55,7 @@ class Case:
 def shm_attach(sm):
     target = sm.SharedMemory(create=True, size=4096)
 
+    @looped
     def fn():
         sm.SharedMemory(target.name).close()
 
@@ -54,6 +67,7 @@ def shm_attach(sm):
 
 
 def shm_create(sm):
+    @looped
     def fn():
         s = sm.SharedMemory(create=True, size=4096)
         s.close()
@@ -62,9 +76,100 @@ def shm_create(sm):
     return fn, lambda: None
 
 
+def _list_fixture(sm, items):
+    made = []
+
+    def teardown():
+        for sl in made:
+            sl.shm.close()
+            sl.shm.unlink()
+
+    sl = sm.ShareableList(items)
+    made.append(sl)
+    return sl, made, teardown
+
+
+def list_get(items, index):
+    def setup(sm):
+        sl, _, teardown = _list_fixture(sm, items)
+
+        def fn(k):
+            for _ in repeat(None, k):
+                sl[index]
+
+        return fn, teardown
+
+    return setup
+
+
+def list_set(items, index, value):
+    def setup(sm):
+        sl, _, teardown = _list_fixture(sm, items)
+
+        def fn(k):
+            for _ in repeat(None, k):
+                sl[index] = value
+
+        return fn, teardown
+
+    return setup
+
+
+def list_iterate(n):
+    def setup(sm):
+        sl, _, teardown = _list_fixture(sm, range(n))
+
+        @looped
+        def fn():
+            list(sl)
+
+        return fn, teardown
+
+    return setup
+
+
+def list_create(n):
+    def setup(sm):
+        items = list(range(n))
+
+        @looped
+        def fn():
+            sl = sm.ShareableList(items)
+            sl.shm.close()
+            sl.shm.unlink()
+
+        return fn, lambda: None
+
+    return setup
+
+
+def list_attach(n):
+    def setup(sm):
+        sl, _, teardown = _list_fixture(sm, range(n))
+        name = sl.shm.name
+
+        @looped
+        def fn():
+            sm.ShareableList(name=name).shm.close()
+
+        return fn, teardown
+
+    return setup
+
+
+SMALL = [0, 1, "hello", b"bytes", 2.5, None, True, 7]
+
 CASES = [
     Case("SharedMemory attach+close (4 KiB)", 2000, shm_attach),
     Case("SharedMemory create+close+unlink (4 KiB)", 1000, shm_create),
+    Case("ShareableList get int", 20000, list_get(SMALL, 1)),
+    Case("ShareableList get str", 20000, list_get(SMALL, 2)),
+    Case("ShareableList set int", 20000, list_set(SMALL, 1, 12345)),
+    Case("ShareableList set str", 20000, list_set(SMALL, 2, "world")),
+    Case("list(ShareableList) of 100,000 ints", 5, list_iterate(100_000)),
+    Case("ShareableList(range(100,000)) create", 5, list_create(100_000)),
+    Case("ShareableList attach, 100,000 items", 20, list_attach(100_000)),
+    Case("ShareableList attach, 10 items", 200, list_attach(10)),
 ]
 
 

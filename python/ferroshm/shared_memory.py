@@ -33,12 +33,6 @@ _SHM_NAME_PREFIX = "/psm_"
 
 _encoding = "utf8"
 
-# Characters the resource tracker's line protocol ("CMD:name:rtype\n", ASCII)
-# cannot carry: a name holding one would be registered wrongly or not at all,
-# and the segment would leak (gh-98896, gh-103043).
-_TRACKER_UNSAFE = (":", "\n")
-
-
 def _make_filename():
     """Create a random filename for the shared memory object."""
     # The name must begin with a slash on POSIX; CPython's tests patch this
@@ -50,17 +44,28 @@ _stdlib_register = resource_tracker.register
 _stdlib_unregister = resource_tracker.unregister
 
 
-def _tracker_send(cmd, name):
+# Segments this process has registered with the tracker, by name, with the
+# (device, inode) of the object registered. The tracker keeps a set, so a
+# second REGISTER of a name it holds changes nothing: attaching again to the
+# same object skips the message (a pipe write that wakes the tracker, the
+# bulk of an attach's cost). A segment re-created under the same name has
+# another inode and is registered again. Inherited across fork, like the
+# tracker itself.
+_registered = {}
+
+
+def _tracker_send(cmd, name, identity=None):
     """Send ``cmd`` ("REGISTER" or "UNREGISTER") for segment ``name`` to the
     standard library's resource tracker, the one the whole process tree
     shares.
 
     When the tracker is running, the message goes straight down its pipe:
-    one write instead of the standard library's probe-then-write. Whenever
-    that is not possible (tracker not started yet or gone, a tracker of
-    another shape, register/unregister replaced by a test or a user), the
-    standard library's own function does it, relaunching the tracker if
-    needed.
+    one write instead of the standard library's probe-then-write, and none
+    for a REGISTER of an object this process has registered already.
+    Whenever that is not possible (tracker not started yet or gone, a
+    tracker of another shape, register/unregister replaced by a test or a
+    user), the standard library's own function does it, relaunching the
+    tracker if needed.
     """
     tracker = getattr(resource_tracker, "_resource_tracker", None)
     lock = getattr(tracker, "_lock", None)
@@ -70,15 +75,23 @@ def _tracker_send(cmd, name):
         and resource_tracker.register is _stdlib_register
         and resource_tracker.unregister is _stdlib_unregister
     ):
+        if cmd == "REGISTER":
+            if identity is not None and _registered.get(name) == identity:
+                return
         msg = f"{cmd}:{name}:shared_memory\n".encode("ascii")
         with lock:
             fd = tracker._fd
             if fd is not None:
                 try:
                     if os.write(fd, msg) == len(msg):
+                        if cmd == "REGISTER":
+                            _registered[name] = identity
+                        else:
+                            _registered.pop(name, None)
                         return
                 except OSError:
                     pass  # the tracker is gone: let the stdlib relaunch it
+    _registered.pop(name, None)
     if cmd == "REGISTER":
         resource_tracker.register(name, "shared_memory")
     else:
@@ -86,7 +99,10 @@ def _tracker_send(cmd, name):
 
 
 def _check_trackable(name):
-    if not name.isascii() or any(c in name for c in _TRACKER_UNSAFE):
+    # The resource tracker's line protocol ("CMD:name:rtype\n", ASCII)
+    # cannot carry these: such a name would be registered wrongly or not at
+    # all, and the segment would leak (gh-98896, gh-103043).
+    if not name.isascii() or ":" in name or "\n" in name:
         raise ValueError(
             f"shared memory name {name!r} cannot be tracked: the resource "
             "tracker carries only ASCII names without ':' or newlines "
@@ -165,7 +181,7 @@ class SharedMemory:
 
         if track:
             try:
-                _tracker_send("REGISTER", name)
+                _tracker_send("REGISTER", name, segment.identity)
             except BaseException:
                 segment.close()
                 if segment.created:

@@ -28,6 +28,7 @@ pub(crate) struct SegmentPy {
     name: String,
     size: usize,
     created: bool,
+    identity: (u64, u64),
 }
 
 impl SegmentPy {
@@ -69,6 +70,7 @@ impl SegmentPy {
             name: name.to_owned(),
             size: seg.len(),
             created: seg.created(),
+            identity: seg.identity(),
             seg: Mutex::new(Some(Arc::new(seg))),
             closed: Arc::new(AtomicBool::new(false)),
         })
@@ -90,6 +92,13 @@ impl SegmentPy {
     #[getter]
     fn created(&self) -> bool {
         self.created
+    }
+
+    /// (device, inode) of the object: equal for handles on the same object,
+    /// different for an object re-created under the same name.
+    #[getter]
+    fn identity(&self) -> (u64, u64) {
+        self.identity
     }
 
     /// Whether `close()` has been called.

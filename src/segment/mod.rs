@@ -136,6 +136,13 @@ impl Segment {
         self.map.len() == 0
     }
 
+    /// Device and inode of the object when it was opened: two handles with
+    /// the same identity map the same object, and an object re-created
+    /// under the same name has a different one.
+    pub fn identity(&self) -> (u64, u64) {
+        self.map.identity()
+    }
+
     /// Whether the mapping may be written.
     pub fn writable(&self) -> bool {
         self.map.writable()

@@ -19,6 +19,7 @@ pub(super) struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
     writable: bool,
+    identity: (u64, u64),
 }
 
 // SAFETY: the mapping is plain shared memory, not tied to the thread that
@@ -38,6 +39,9 @@ impl Mapping {
     }
     pub(super) fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
+    }
+    pub(super) fn identity(&self) -> (u64, u64) {
+        self.identity
     }
 }
 
@@ -127,10 +131,11 @@ fn size_and_map(fd: &Fd, opts: &OpenOptions) -> Result<Mapping, SegmentError> {
     if let Some(size) = opts.size.filter(|&s| s > 0) {
         let len = libc::off_t::try_from(size)
             .map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
-        // SAFETY: plain system call on a descriptor we own.
-        retry(-1, || unsafe { libc::ftruncate(fd.0, len) })?;
-        if opts.reserve {
-            reserve(fd, len)?;
+        // Reserving the pages also sets the size (fallocate extends the
+        // file); only where nothing can be reserved is ftruncate needed.
+        if !(opts.reserve && reserve(fd, len)?) {
+            // SAFETY: plain system call on a descriptor we own.
+            retry(-1, || unsafe { libc::ftruncate(fd.0, len) })?;
         }
     }
     // SAFETY: `st` is plain old data that fstat fills in; zeroed is a valid value.
@@ -150,30 +155,39 @@ fn size_and_map(fd: &Fd, opts: &OpenOptions) -> Result<Mapping, SegmentError> {
         return Err(io::Error::last_os_error().into());
     }
     let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
-    Ok(Mapping { ptr, len, writable })
+    #[allow(clippy::unnecessary_cast)] // dev_t/ino_t widths differ by platform
+    let identity = (st.st_dev as u64, st.st_ino as u64);
+    Ok(Mapping { ptr, len, writable, identity })
 }
 
-/// Give the object real pages now, so that running out of room in the tmpfs
-/// is an `ENOSPC` here and not a SIGBUS on first touch.
+/// Give the object real pages now, and with them its size, so that running
+/// out of room in the tmpfs is an `ENOSPC` here and not a SIGBUS on first
+/// touch. Returns whether the pages were reserved (false where the
+/// filesystem cannot reserve; the caller then only sets the size).
 #[cfg(target_os = "linux")]
-fn reserve(fd: &Fd, len: libc::off_t) -> io::Result<()> {
+fn reserve(fd: &Fd, len: libc::off_t) -> io::Result<bool> {
     loop {
-        // SAFETY: plain system call on a descriptor we own.
-        let rc = unsafe { libc::posix_fallocate(fd.0, 0, len) };
-        match rc {
-            0 => return Ok(()),
-            libc::EINTR => continue,
-            // Filesystems without fallocate: nothing can be reserved, and the
-            // size is already set, so carry on as the standard library does.
-            libc::EOPNOTSUPP | libc::ENOSYS => return Ok(()),
-            e => return Err(io::Error::from_raw_os_error(e)),
+        // SAFETY: plain system call on a descriptor we own. The kernel call
+        // (not glibc's posix_fallocate, which would emulate it by writing
+        // every block) so that an unsupported filesystem says so.
+        let rc = unsafe { libc::fallocate(fd.0, 0, 0, len) };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            // Filesystems without fallocate: nothing can be reserved; carry
+            // on as the standard library does.
+            Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => return Ok(false),
+            _ => return Err(err),
         }
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn reserve(_fd: &Fd, _len: libc::off_t) -> io::Result<()> {
-    Ok(())
+fn reserve(_fd: &Fd, _len: libc::off_t) -> io::Result<bool> {
+    Ok(false)
 }
 
 pub(super) fn unlink(name: &str) -> io::Result<()> {
