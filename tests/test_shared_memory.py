@@ -414,3 +414,32 @@ def test_patch_stdlib_installs_module():
         "print('ok')"
     )
     assert run_python(code).stdout.strip() == "ok"
+
+
+RECREATED = """
+import multiprocessing as mp, sys
+import ferroshm as sm
+
+def unlink_in_child(name):
+    sm.SharedMemory(name).unlink()  # UNREGISTER goes to the shared tracker
+
+if __name__ == "__main__":
+    from multiprocessing import resource_tracker
+    resource_tracker.ensure_running()  # so that a's registration is remembered
+    a = sm.SharedMemory(create=True, size=8)
+    assert a._name in sm.shared_memory._registered
+    p = mp.get_context("fork").Process(target=unlink_in_child, args=(a.name,))
+    p.start(); p.join()
+    # Same name, new object; this process last registered the old one.
+    b = sm.SharedMemory(a.name, create=True, size=8, track=False)
+    c = sm.SharedMemory(a.name)  # must register the new object
+    print(a.name, flush=True)
+    # Exit without unlinking: the tracker must remove the segment.
+"""
+
+
+def test_reattach_after_recreation_registers_again():
+    proc = run_python(RECREATED)
+    name = proc.stdout.strip()
+    assert "1 leaked shared_memory objects" in proc.stderr
+    assert name not in segments()
