@@ -308,6 +308,8 @@ def test_close_without_exports_unmaps_at_once(shm_name):
 
 
 def _fd_count() -> int:
+    # The resource tracker's pipe is opened once per process, on first use.
+    resource_tracker.ensure_running()
     return len(os.listdir("/proc/self/fd"))
 
 

@@ -8,6 +8,7 @@ processes running the standard library and ferroshm share segments.
 
 from ._stdlib import patch_stdlib
 from .shared_memory import ShareableList, SharedMemory
+from .managers import SharedMemoryManager, SharedMemoryServer
 
-__all__ = ["ShareableList", "SharedMemory", "patch_stdlib"]
+__all__ = ["ShareableList", "SharedMemory", "SharedMemoryManager", "SharedMemoryServer", "patch_stdlib"]
 __version__ = "0.1.0"

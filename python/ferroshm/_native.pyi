@@ -1,15 +1,46 @@
 """Typed interface of ferroshm's native module. Use the ``ferroshm``
 package rather than this module: its API may change between releases."""
 
-from typing import Optional
+import sys
+from collections.abc import Iterable
+from types import GenericAlias, TracebackType
+from typing import Any, Callable, Generic, Optional, SupportsIndex, Tuple, TypeVar, final, overload
+
+from typing_extensions import disjoint_base
+
+# Not re-exported: ShareableList raises it, but it is defined (and
+# importable) in ferroshm.shared_memory.
+from .shared_memory import ItemTypeError  # noqa: F401
+from .shared_memory import SharedMemory
+
+if sys.version_info >= (3, 11):
+    from typing import Self
+else:
+    from typing_extensions import Self
+
+# The types a ShareableList stores (subclasses are stored as these).
+_SLT = TypeVar("_SLT", int, float, bool, str, bytes, None)
 
 class Segment:
     """An open, mapped segment; ``close()`` drops this handle's hold on it."""
 
     @staticmethod
-    def open(name: str, flags: int, mode: int = 0o600, size: Optional[int] = None, reserve: bool = True) -> Segment:
+    def open(
+        name: str,
+        flags: int,
+        mode: int = 0o600,
+        size: Optional[int] = None,
+        reserve: bool = True,
+        announce: Optional[Tuple[int, bytes, bytes]] = None,
+    ) -> Segment:
         """Open ``name`` (leading '/' included) with ``open(2)`` flags and
-        mode; ``size`` is what a newly created object is truncated to."""
+        mode; ``size`` is what a newly created object is truncated to.
+        ``announce`` is ``(fd, register, unregister)``: if this call creates
+        the object, ``register`` is written to ``fd`` at once, before the
+        object is sized (``unregister`` if the call then fails)."""
+    @property
+    def announced(self) -> bool:
+        """Whether ``open`` wrote its ``announce`` registration."""
     @property
     def name(self) -> str: ...
     @property
@@ -33,3 +64,105 @@ def unlink(name: str) -> None:
 
 def random_name(prefix: str, length: int) -> str:
     """``prefix`` followed by random hex digits, ``length`` characters in all."""
+
+def read_list(name: str) -> list[tuple[str, int | float | bool | str | bytes | None]]:
+    """Open the segment ``name`` (leading '/' included) read-only, without the
+    resource tracker, and read every item of the ShareableList in it as
+    ``(format, value)`` pairs. ValueError when the bytes are not a valid
+    list; OSError when it cannot be opened. Never writes the segment."""
+
+@disjoint_base
+class ShareableList(Generic[_SLT]):
+    """A list whose items live in shared memory, byte-compatible with
+    :class:`multiprocessing.shared_memory.ShareableList` (Python 3.9+
+    layout). Defined here; its home is ``ferroshm.shared_memory`` (its
+    ``__module__``), re-exported by ``ferroshm``.
+
+    ``ShareableList(sequence=None, *, name=None)`` creates a new list from
+    any iterable (generators too, consumed before any segment exists), or
+    attaches to the list ``name`` when ``sequence`` is None, reading only its
+    header. Items are int (64-bit), float, bool, None, str and bytes;
+    subclasses of these (IntEnum, numpy.float64, ...) are stored as the base
+    type. Other values raise :class:`~ferroshm.shared_memory.ItemTypeError`
+    (a KeyError, as the standard library raises, and a TypeError); an int
+    outside 64 bits raises ``struct.error``; a str or bytes item over
+    9,999,991 bytes, ValueError; nothing is created when any item is refused.
+
+    Differences from the standard library: str slots are sized in UTF-8
+    bytes, so non-ASCII text round-trips (and stock readers read it intact);
+    indices outside [-len, len) raise IndexError and non-integer indices
+    TypeError, as for list; slices read as lists; a failed assignment
+    changes nothing; a corrupt or hostile segment raises ValueError instead
+    of reading or writing garbage; numeric items are written and read as
+    single 8-byte accesses, so a concurrent reader never sees a torn int or
+    float written by ferroshm; ``close()``, ``unlink()`` and ``with`` work on
+    the list itself, and every operation after ``close()`` raises
+    ValueError. As in the standard library, trailing NUL bytes of str and
+    bytes items are dropped on reading (the layout cannot tell them from
+    padding), and the length and slot sizes are fixed at creation.
+    """
+
+    def __init__(self, sequence: Optional[Iterable[_SLT]] = None, *, name: Optional[str] = None) -> None:
+        """For subclasses: ``super().__init__(sequence, name=name)`` creates
+        or attaches the list when the subclass defines its own ``__init__``.
+        Does nothing on a list that already is one."""
+    @overload
+    def __getitem__(self, position: SupportsIndex, /) -> _SLT:
+        """The item at ``position`` (IndexError outside [-len, len))."""
+    @overload
+    def __getitem__(self, position: slice, /) -> list[_SLT]:
+        """The items in ``position``, as a new list."""
+    def __setitem__(self, position: SupportsIndex, value: _SLT, /) -> None:
+        """Store ``value`` at ``position``. A str or bytes value must fit the
+        item's slot (ValueError "bytes/str item exceeds available storage");
+        the item may change type. On any error nothing is written. Slice
+        assignment raises TypeError."""
+    def __len__(self) -> int:
+        """The item count, read from shared memory on every call."""
+    def __iter__(self) -> ListIter[_SLT]:
+        """Iterate over the items, reading each when it is reached."""
+    def __reversed__(self) -> ListIter[_SLT]:
+        """Iterate over the items from the last one."""
+    def __contains__(self, value: object, /) -> bool: ...
+    def count(self, value: object) -> int:
+        """Number of items equal to ``value``."""
+    def index(self, value: object) -> int:
+        """Position of the first item equal to ``value``; ValueError
+        ``f"{value!r} not in this container"`` when there is none."""
+    @property
+    def format(self) -> str:
+        """The struct formats of all items, joined (e.g. ``'q8sd'``)."""
+    @property
+    def shm(self) -> SharedMemory:
+        """The :class:`~ferroshm.shared_memory.SharedMemory` holding the list."""
+    def _get_packing_format(self, position: int) -> str:
+        """The struct format of one item, e.g. ``'q'`` or ``'16s'``."""
+    def __reduce__(self) -> tuple[Callable[[], ShareableList[_SLT]], tuple[()]]:
+        """``(functools.partial(type(self), name=self.shm.name), ())``: a
+        pickle names the list, so its size does not depend on the length."""
+    def __class_getitem__(cls, item: Any) -> GenericAlias: ...
+    def close(self) -> None:
+        """Close this process's access to the list (``self.shm.close()``);
+        the segment stays until it is unlinked."""
+    def unlink(self) -> None:
+        """Destroy the list's segment (``self.shm.unlink()``); call it once,
+        from any process, when no one needs the list any more."""
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc_value: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> bool:
+        """Close the list (without unlinking it); exceptions propagate."""
+
+@final
+class ListIter(Generic[_SLT]):
+    """Iterator over a :class:`ShareableList`, forwards or backwards. Each
+    item is read when it is reached, so it sees concurrent writes; after the
+    list is closed, ``next()`` raises ValueError."""
+
+    def __iter__(self) -> Self: ...
+    def __next__(self) -> _SLT: ...
+    def __length_hint__(self) -> int:
+        """Items not yet returned."""

@@ -98,6 +98,51 @@ def _tracker_send(cmd, name, identity=None):
         resource_tracker.unregister(name, "shared_memory")
 
 
+def _announcement(name):
+    """What ``_native.Segment.open`` needs to register ``name`` with the
+    resource tracker the moment it creates the segment, before sizing it
+    (for a large segment, the slow part): ``(fd, register, unregister)``,
+    with ``fd`` a duplicate of the tracker's pipe that the caller closes.
+
+    Registering only after the segment is complete, as the standard library
+    does, leaves a window in which a SIGKILL leaks the segment for good;
+    with reserved pages that window grows with the size. None when the
+    tracker cannot be written to directly (see _tracker_send); the caller
+    then registers afterwards."""
+    if resource_tracker.register is not _stdlib_register or resource_tracker.unregister is not _stdlib_unregister:
+        return None
+    tracker = getattr(resource_tracker, "_resource_tracker", None)
+    lock = getattr(tracker, "_lock", None)
+    if lock is None:
+        return None
+    if getattr(tracker, "_fd", None) is None:
+        try:
+            tracker.ensure_running()
+        except Exception:
+            return None
+    with lock:
+        fd = getattr(tracker, "_fd", None)
+        if fd is None:
+            return None
+        # A duplicate: the tracker's own descriptor may be closed and its
+        # number reused (tracker relaunched) while the segment is created.
+        fd = os.dup(fd)
+    return (
+        fd,
+        f"REGISTER:{name}:shared_memory\n".encode("ascii"),
+        f"UNREGISTER:{name}:shared_memory\n".encode("ascii"),
+    )
+
+
+def _open_segment(name, flags, mode, size, track):
+    announce = _announcement(name) if track and flags & os.O_CREAT else None
+    try:
+        return _native.Segment.open(name, flags, mode, size, announce=announce)
+    finally:
+        if announce is not None:
+            os.close(announce[0])
+
+
 def _check_trackable(name):
     # The resource tracker's line protocol ("CMD:name:rtype\n", ASCII)
     # cannot carry these: such a name would be registered wrongly or not at
@@ -167,7 +212,7 @@ class SharedMemory:
                 if track:
                     _check_trackable(name)
                 try:
-                    segment = _native.Segment.open(name, flags, mode, new_size)
+                    segment = _open_segment(name, flags, mode, new_size, track)
                 except FileExistsError:
                     continue
                 break
@@ -176,20 +221,36 @@ class SharedMemory:
                 name = "/" + name
             if track:
                 _check_trackable(name)
-            segment = _native.Segment.open(name, flags, mode, new_size)
+            segment = _open_segment(name, flags, mode, new_size, track)
         self._name = name
 
-        if track:
-            try:
+        # Whatever stops us from here on (a failed registration, or a
+        # KeyboardInterrupt from a signal handler) removes what this call
+        # created: the caller never gets a handle to it, so no one else
+        # could. (Segment.open runs pending signal handlers itself before
+        # it returns, for signals that arrived during the create.)
+        registered = segment.announced
+        try:
+            if registered:
+                _registered[name] = segment.identity
+            elif track:
                 _tracker_send("REGISTER", name, segment.identity)
-            except BaseException:
-                segment.close()
-                if segment.created:
+                registered = True
+            self._segment = segment
+            self._size = segment.size
+            self._buf = segment.memoryview()
+        except BaseException:
+            self._buf = None
+            segment.close()
+            if segment.created:
+                try:
                     _native.unlink(name)
-                raise
-        self._segment = segment
-        self._size = segment.size
-        self._buf = segment.memoryview()
+                except OSError:
+                    pass
+                else:
+                    if registered:
+                        _tracker_send("UNREGISTER", name)
+            raise
 
     def __del__(self):
         # Closing cannot fail and never unmaps memory still in use.

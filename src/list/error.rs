@@ -35,9 +35,9 @@ pub enum ListError {
     /// caught half-written by a concurrent writer). The message names what
     /// is wrong and where. Python: `ValueError`.
     Corrupt(String),
-    /// A `str` item's bytes are not valid UTF-8. Python: `UnicodeDecodeError`
-    /// (PyO3's `PyUnicodeDecodeError::new_utf8(py, &bytes, error)` builds
-    /// exactly the one CPython would raise).
+    /// A `str` item's bytes are not valid UTF-8. Python: `UnicodeDecodeError`;
+    /// decoding `bytes` again with Python's codec gives exactly the error
+    /// (and message) the standard library raises, which `Display` imitates.
     Utf8 {
         /// Position of the item in the list.
         index: usize,

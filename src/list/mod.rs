@@ -25,6 +25,7 @@ mod error;
 mod format;
 mod item;
 mod raw;
+mod shared;
 mod view;
 
 #[cfg(test)]
@@ -35,6 +36,7 @@ mod tests;
 pub use error::ListError;
 pub use item::{ItemRef, Value};
 pub use raw::RawMem;
+pub use shared::{SharedList, SharedListError};
 pub use view::ListView;
 
 use format::{Format, SlotValue};

@@ -319,6 +319,64 @@ impl Drop for OwnedWords {
     }
 }
 
+/// Fast stores into a writable block for code that writes a whole layout
+/// at once (list creation). The block's writability is checked once, when
+/// the writer is made; each store still checks its range with one
+/// comparison and panics, rather than writing out of bounds, if the caller
+/// got an offset wrong (a bug, never a consequence of the data).
+pub(crate) struct BlockWriter<'a> {
+    mem: &'a RawMem,
+}
+
+impl RawMem {
+    /// A [`BlockWriter`] for this block, if it is writable.
+    pub(crate) fn writer(&self) -> Result<BlockWriter<'_>, ListError> {
+        self.check_writable()?;
+        Ok(BlockWriter { mem: self })
+    }
+}
+
+impl BlockWriter<'_> {
+    /// Store `v` at `off` (which must be 8-aligned) in one aligned store.
+    #[inline]
+    pub(crate) fn put_u64(&self, off: usize, v: u64) {
+        assert!(off <= self.mem.len.saturating_sub(8), "store past the end of the block");
+        let p = self.mem.ptr.wrapping_add(off);
+        assert!(p as usize % 8 == 0, "misaligned word store");
+        // SAFETY: the 8 bytes at `p` lie inside the block (asserted above)
+        // and the address is aligned for `AtomicU64` (asserted above); the
+        // block is writable (checked when the writer was made) and valid for
+        // the writer's lifetime per the contract of `RawMem::new`. The
+        // memory is only accessed through atomics and raw copies.
+        unsafe { AtomicU64::from_ptr(p.cast::<u64>()) }.store(v, Ordering::Relaxed);
+    }
+
+    /// Store one byte at `off`.
+    #[inline]
+    pub(crate) fn put_u8(&self, off: usize, v: u8) {
+        assert!(off < self.mem.len, "store past the end of the block");
+        // SAFETY: in bounds (asserted), writable and valid as in `put_u64`;
+        // `AtomicU8` has alignment 1.
+        unsafe { AtomicU8::from_ptr(self.mem.ptr.wrapping_add(off)) }.store(v, Ordering::Relaxed);
+    }
+
+    /// Copy `src` to `off`, then NUL-fill up to `off + slot_len`.
+    #[inline]
+    pub(crate) fn put_padded(&self, off: usize, src: &[u8], slot_len: usize) {
+        assert!(src.len() <= slot_len, "value longer than its slot");
+        let end = off.checked_add(slot_len).expect("slot range overflows");
+        assert!(end <= self.mem.len, "store past the end of the block");
+        let p = self.mem.ptr.wrapping_add(off);
+        // SAFETY: `[off, off + slot_len)` lies inside the writable block
+        // (asserted above), `src` is caller memory outside it, and
+        // `src.len() <= slot_len`.
+        unsafe {
+            ptr::copy_nonoverlapping(src.as_ptr(), p, src.len());
+            ptr::write_bytes(p.add(src.len()), 0, slot_len - src.len());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,63 +493,5 @@ mod tests {
         assert_eq!(mem.write_from(0, &[0]), Err(ListError::ReadOnly));
         assert_eq!(mem.fill(0, 1, 0), Err(ListError::ReadOnly));
         assert_eq!(backing.to_vec(), vec![1, 2, 3, 4, 5, 6, 7, 8]);
-    }
-}
-
-/// Fast stores into a writable block for code that writes a whole layout
-/// at once (list creation). The block's writability is checked once, when
-/// the writer is made; each store still checks its range with one
-/// comparison and panics, rather than writing out of bounds, if the caller
-/// got an offset wrong (a bug, never a consequence of the data).
-pub(crate) struct BlockWriter<'a> {
-    mem: &'a RawMem,
-}
-
-impl RawMem {
-    /// A [`BlockWriter`] for this block, if it is writable.
-    pub(crate) fn writer(&self) -> Result<BlockWriter<'_>, ListError> {
-        self.check_writable()?;
-        Ok(BlockWriter { mem: self })
-    }
-}
-
-impl BlockWriter<'_> {
-    /// Store `v` at `off` (which must be 8-aligned) in one aligned store.
-    #[inline]
-    pub(crate) fn put_u64(&self, off: usize, v: u64) {
-        assert!(off <= self.mem.len.saturating_sub(8), "store past the end of the block");
-        let p = self.mem.ptr.wrapping_add(off);
-        assert!(p as usize % 8 == 0, "misaligned word store");
-        // SAFETY: the 8 bytes at `p` lie inside the block (asserted above)
-        // and the address is aligned for `AtomicU64` (asserted above); the
-        // block is writable (checked when the writer was made) and valid for
-        // the writer's lifetime per the contract of `RawMem::new`. The
-        // memory is only accessed through atomics and raw copies.
-        unsafe { AtomicU64::from_ptr(p.cast::<u64>()) }.store(v, Ordering::Relaxed);
-    }
-
-    /// Store one byte at `off`.
-    #[inline]
-    pub(crate) fn put_u8(&self, off: usize, v: u8) {
-        assert!(off < self.mem.len, "store past the end of the block");
-        // SAFETY: in bounds (asserted), writable and valid as in `put_u64`;
-        // `AtomicU8` has alignment 1.
-        unsafe { AtomicU8::from_ptr(self.mem.ptr.wrapping_add(off)) }.store(v, Ordering::Relaxed);
-    }
-
-    /// Copy `src` to `off`, then NUL-fill up to `off + slot_len`.
-    #[inline]
-    pub(crate) fn put_padded(&self, off: usize, src: &[u8], slot_len: usize) {
-        assert!(src.len() <= slot_len, "value longer than its slot");
-        let end = off.checked_add(slot_len).expect("slot range overflows");
-        assert!(end <= self.mem.len, "store past the end of the block");
-        let p = self.mem.ptr.wrapping_add(off);
-        // SAFETY: `[off, off + slot_len)` lies inside the writable block
-        // (asserted above), `src` is caller memory outside it, and
-        // `src.len() <= slot_len`.
-        unsafe {
-            ptr::copy_nonoverlapping(src.as_ptr(), p, src.len());
-            ptr::write_bytes(p.add(src.len()), 0, slot_len - src.len());
-        }
     }
 }

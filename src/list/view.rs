@@ -116,14 +116,23 @@ impl ListView {
     }
 
     /// The item count as stored in shared memory now; CPython's `len()`
-    /// re-reads it on every call. Fails if the stored value is negative.
+    /// re-reads it on every call. Fails if the stored value is negative or
+    /// more items than the block could hold (a forged count would otherwise
+    /// make `list(sl)`, which sizes its result by `len()`, allocate for it).
     pub fn live_len(&self) -> Result<usize, ListError> {
         let raw_n = self.mem.load_u64(0)? as i64;
-        usize::try_from(raw_n).map_err(|_| {
+        let n = usize::try_from(raw_n).map_err(|_| {
             corrupt(format!(
                 "ShareableList header: the item count {raw_n} is negative"
             ))
-        })
+        })?;
+        match layout_size(n, 0) {
+            Some(needed) if needed <= self.mem.len() => Ok(n),
+            _ => Err(corrupt(format!(
+                "ShareableList header: {n} items do not fit in a {}-byte segment",
+                self.mem.len()
+            ))),
+        }
     }
 
     /// Total size of the data slots (D, `offsets[N]` at attach time).

@@ -2,9 +2,9 @@
 //! going from Python straight into the Rust layout code of `crate::list`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use pyo3::exceptions::{PyIndexError, PyOverflowError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyAttributeError, PyIndexError, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
@@ -20,7 +20,7 @@ use crate::segment::Segment;
 struct PyHelpers {
     shared_memory: Py<PyAny>,
     item_type_error: Py<PyAny>,
-    struct_error: Py<PyAny>,
+    struct_pack: Py<PyAny>,
     partial: Py<PyAny>,
     generic_alias: Py<PyAny>,
 }
@@ -33,7 +33,7 @@ fn helpers(py: Python<'_>) -> PyResult<&PyHelpers> {
         Ok(PyHelpers {
             shared_memory: module.getattr("SharedMemory")?.unbind(),
             item_type_error: module.getattr("ItemTypeError")?.unbind(),
-            struct_error: py.import("struct")?.getattr("error")?.unbind(),
+            struct_pack: py.import("struct")?.getattr("pack")?.unbind(),
             partial: py.import("functools")?.getattr("partial")?.unbind(),
             generic_alias: py.import("types")?.getattr("GenericAlias")?.unbind(),
         })
@@ -49,12 +49,16 @@ fn list_error(py: Python<'_>, err: ListError, setting: bool) -> PyErr {
         ListError::ExceedsStorage => PyValueError::new_err("bytes/str item exceeds available storage"),
         ListError::SizeOverflow => PyOverflowError::new_err(err.to_string()),
         ListError::ReadOnly => PyTypeError::new_err(err.to_string()),
-        ListError::Utf8 { bytes, error, .. } => {
-            match pyo3::exceptions::PyUnicodeDecodeError::new_utf8(py, &bytes, error) {
+        // Decoding again gives exactly the error (message included) that
+        // the standard library's `value.rstrip(b'\x00').decode('utf8')`
+        // raises; this is the error path only.
+        ListError::Utf8 { bytes, error, .. } => match PyBytes::new(py, &bytes).call_method1("decode", ("utf-8",)) {
+            Err(e) => e,
+            Ok(_) => match pyo3::exceptions::PyUnicodeDecodeError::new_utf8(py, &bytes, error) {
                 Ok(exc) => PyErr::from_value(exc.into_any()),
                 Err(e) => e,
-            }
-        }
+            },
+        },
         other => PyValueError::new_err(other.to_string()),
     }
 }
@@ -105,12 +109,24 @@ fn to_item<'a>(py: Python<'_>, obj: &'a Bound<'_, PyAny>) -> PyResult<ItemRef<'a
 fn int_item<'a>(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<ItemRef<'a>> {
     match obj.extract::<i64>() {
         Ok(v) => Ok(ItemRef::Int(v)),
-        Err(e) if e.is_instance_of::<PyOverflowError>(py) => Err(PyErr::from_value(
-            helpers(py)?.struct_error.bind(py).call1((
-                "'q' format requires -9223372036854775808 <= number <= 9223372036854775807",
-            ))?,
-        )),
+        Err(e) if e.is_instance_of::<PyOverflowError>(py) => Err(int_overflow(py, obj, e)),
         Err(e) => Err(e),
+    }
+}
+
+/// The `struct.error` the standard library raises for an int that does
+/// not fit in `'q'`, message included (it differs between Python versions:
+/// "argument out of range" up to 3.11, "'q' format requires ..." since),
+/// obtained from `struct.pack` itself. Error path only.
+#[cold]
+fn int_overflow(py: Python<'_>, obj: &Bound<'_, PyAny>, overflow: PyErr) -> PyErr {
+    let pack = match helpers(py) {
+        Ok(h) => h.struct_pack.bind(py),
+        Err(e) => return e,
+    };
+    match pack.call1(("q", obj)) {
+        Err(e) => e,
+        Ok(_) => overflow,
     }
 }
 
@@ -194,8 +210,24 @@ enum Position<'py> {
 /// writers store the value before its format. Like the standard library,
 /// trailing NUL bytes of str and bytes items are dropped on reading.
 /// ``close()``, ``unlink()`` and ``with`` work on the list itself.
-#[pyclass(name = "ShareableList", module = "ferroshm.shared_memory", subclass, frozen)]
+///
+/// Subclasses work as with the standard library's pure-Python class: their
+/// instances take attributes, and a subclass's own ``__init__`` creates or
+/// attaches the list by calling ``super().__init__(sequence, name=name)``.
+#[pyclass(name = "ShareableList", module = "ferroshm.shared_memory", subclass, frozen, dict, weakref)]
 pub(crate) struct ShareableListPy {
+    /// Set exactly once: by `__new__` for the class itself and for
+    /// subclasses that keep its `__init__`; by `__init__` for subclasses
+    /// with their own (which choose the arguments it gets).
+    list: OnceLock<Attached>,
+}
+
+/// A `SharedMemory` opened for a list: its segment, the flag its `close()`
+/// sets, a view of its memory, and the object itself.
+type Opened = (Arc<Segment>, Arc<AtomicBool>, RawMem, Py<PyAny>);
+
+/// An attached list and what keeps its memory mapped.
+struct Attached {
     view: ListView,
     closed: Arc<AtomicBool>,
     shm: Py<PyAny>,
@@ -204,12 +236,46 @@ pub(crate) struct ShareableListPy {
     _segment: Arc<Segment>,
 }
 
+fn uninitialized_error() -> PyErr {
+    PyValueError::new_err("ShareableList.__init__() was not called on this object")
+}
+
+/// Whether `cls` initialises through `ShareableList.__init__` (the class
+/// itself, or a subclass that does not define its own).
+fn inherits_init(cls: &Bound<'_, PyType>) -> PyResult<bool> {
+    let base = cls.py().get_type::<ShareableListPy>();
+    Ok(cls.is(&base) || cls.getattr("__init__")?.is(&base.getattr("__init__")?))
+}
+
+/// The TypeError the standard library's `ShareableList.__init__` raises for
+/// arguments it does not take.
+fn unexpected_arguments(args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyErr {
+    if !args.is_empty() {
+        return PyTypeError::new_err(format!(
+            "ShareableList.__init__() takes from 1 to 2 positional arguments but {} were given",
+            args.len() + 2
+        ));
+    }
+    let key = kwargs
+        .and_then(|k| k.keys().iter().next())
+        .and_then(|k| k.str().ok().map(|s| s.to_string()))
+        .unwrap_or_default();
+    PyTypeError::new_err(format!("ShareableList.__init__() got an unexpected keyword argument '{key}'"))
+}
+
 impl ShareableListPy {
+    #[inline(always)]
+    fn attached(&self) -> PyResult<&Attached> {
+        self.list.get().ok_or_else(uninitialized_error)
+    }
+
+    #[inline(always)]
     fn view(&self) -> PyResult<&ListView> {
-        if self.closed.load(Ordering::Relaxed) {
+        let attached = self.attached()?;
+        if attached.closed.load(Ordering::Relaxed) {
             return Err(closed_error());
         }
-        Ok(&self.view)
+        Ok(&attached.view)
     }
 
     /// Resolve a Python index the way list does: ints (and objects with
@@ -224,7 +290,16 @@ impl ShareableListPy {
         } else if let Ok(s) = index.downcast::<PySlice>() {
             return Ok(Position::Slice(s.clone()));
         } else if index.hasattr("__index__")? {
-            index.call_method0("__index__")?.extract::<isize>()?
+            match index.call_method0("__index__")?.extract::<isize>() {
+                Ok(i) => i,
+                Err(e) if e.is_instance_of::<PyOverflowError>(py) => {
+                    return Err(PyIndexError::new_err(format!(
+                        "cannot fit '{}' into an index-sized integer",
+                        index.get_type().name()?
+                    )))
+                }
+                Err(e) => return Err(e),
+            }
         } else {
             return Err(PyTypeError::new_err(format!(
                 "ShareableList indices must be integers or slices, not {}",
@@ -243,7 +318,7 @@ impl ShareableListPy {
         self.view()?.get_with(i, |item| to_py(py, item)).map_err(|e| list_error(py, e, false))?
     }
 
-    fn open(shm: Bound<'_, PyAny>) -> PyResult<(Arc<Segment>, Arc<AtomicBool>, RawMem, Py<PyAny>)> {
+    fn open(shm: Bound<'_, PyAny>) -> PyResult<Opened> {
         let handle = shm.getattr("_segment")?;
         let handle = handle.downcast::<SegmentPy>()?;
         let (segment, closed) = handle.get().share()?;
@@ -261,13 +336,10 @@ impl ShareableListPy {
         };
         Ok((segment, closed, mem, shm.unbind()))
     }
-}
 
-#[pymethods]
-impl ShareableListPy {
-    #[new]
-    #[pyo3(signature = (sequence=None, *, name=None))]
-    fn new(py: Python<'_>, sequence: Option<&Bound<'_, PyAny>>, name: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+    /// Create a list from `sequence`, or attach to the list `name`: what the
+    /// standard library's `__init__` does.
+    fn build(py: Python<'_>, sequence: Option<&Bound<'_, PyAny>>, name: Option<&Bound<'_, PyAny>>) -> PyResult<Attached> {
         let h = helpers(py)?;
         let shm_class = h.shared_memory.bind(py);
         let name_arg = match name {
@@ -279,7 +351,7 @@ impl ShareableListPy {
                 let shm = shm_class.call1((name_arg,))?;
                 let (segment, closed, mem, shm) = Self::open(shm)?;
                 match ListView::attach(mem) {
-                    Ok(view) => Ok(ShareableListPy { view, closed, shm, _segment: segment }),
+                    Ok(view) => Ok(Attached { view, closed, shm, _segment: segment }),
                     Err(e) => {
                         shm.bind(py).call_method0("close")?;
                         Err(list_error(py, e, false))
@@ -338,8 +410,24 @@ impl ShareableListPy {
                 if scratch.capacity() <= SCRATCH_KEEP {
                     SCRATCH.with(|s| *s.borrow_mut() = scratch);
                 }
+                // Freed now, so that a signal arriving while the snapshot
+                // of a long sequence is released is still seen below.
+                drop(snapshot);
                 match written.and_then(|()| ListView::attach(mem)) {
-                    Ok(view) => Ok(ShareableListPy { view, closed, shm, _segment: segment }),
+                    Ok(view) => {
+                        // A signal that arrived while the list was written
+                        // (SIGINT) has its handler run here: raised at the
+                        // return to the caller instead, its KeyboardInterrupt
+                        // would drop the new list with its segment still
+                        // linked.
+                        if let Err(interrupted) = py.check_signals() {
+                            let shm = shm.bind(py);
+                            shm.call_method0("close")?;
+                            shm.call_method0("unlink")?;
+                            return Err(interrupted);
+                        }
+                        Ok(Attached { view, closed, shm, _segment: segment })
+                    }
                     Err(e) => {
                         let shm = shm.bind(py);
                         shm.call_method0("close")?;
@@ -349,6 +437,54 @@ impl ShareableListPy {
                 }
             }
         }
+    }
+}
+
+#[pymethods]
+impl ShareableListPy {
+    /// The class itself creates or attaches here. Arguments a subclass adds
+    /// are left to that subclass's `__init__`, as `object.__new__` leaves
+    /// them for the standard library's class.
+    #[new]
+    #[classmethod]
+    #[pyo3(signature = (sequence=None, *args, name=None, **kwargs))]
+    fn new(
+        cls: &Bound<'_, PyType>,
+        sequence: Option<&Bound<'_, PyAny>>,
+        args: &Bound<'_, PyTuple>,
+        name: Option<&Bound<'_, PyAny>>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let list = OnceLock::new();
+        if inherits_init(cls)? {
+            if !args.is_empty() || kwargs.is_some_and(|k| !k.is_empty()) {
+                return Err(unexpected_arguments(args, kwargs));
+            }
+            // Cannot fail: the cell is new.
+            let _ = list.set(Self::build(cls.py(), sequence, name)?);
+        }
+        Ok(ShareableListPy { list })
+    }
+
+    /// Create a list from ``sequence`` or attach to the list ``name``, for
+    /// a subclass's ``__init__`` (``super().__init__(sequence, name=name)``).
+    /// Does nothing on a list that already is.
+    #[pyo3(signature = (sequence=None, *, name=None))]
+    fn __init__(&self, py: Python<'_>, sequence: Option<&Bound<'_, PyAny>>, name: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        if self.list.get().is_some() {
+            return Ok(());
+        }
+        let created = name.is_none() || sequence.is_some();
+        if let Err(extra) = self.list.set(Self::build(py, sequence, name)?) {
+            // Another thread initialised this object meanwhile: keep its
+            // list, and remove the one made here.
+            let shm = extra.shm.bind(py);
+            shm.call_method0("close")?;
+            if created {
+                shm.call_method0("unlink")?;
+            }
+        }
+        Ok(())
     }
 
     fn __getitem__(&self, py: Python<'_>, index: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
@@ -388,14 +524,14 @@ impl ShareableListPy {
         view.live_len().map_err(|e| PyValueError::new_err(e.to_string()))
     }
 
-    fn __iter__(slf: Bound<'_, Self>) -> ListIter {
-        let n = slf.get().view.len() as isize;
-        ListIter { list: slf.unbind(), next: 0, stop: n, step: 1 }
+    fn __iter__(slf: Bound<'_, Self>) -> PyResult<ListIter> {
+        let n = slf.get().view()?.len() as isize;
+        Ok(ListIter { list: slf.unbind(), next: 0, stop: n, step: 1 })
     }
 
-    fn __reversed__(slf: Bound<'_, Self>) -> ListIter {
-        let n = slf.get().view.len() as isize;
-        ListIter { list: slf.unbind(), next: n - 1, stop: -1, step: -1 }
+    fn __reversed__(slf: Bound<'_, Self>) -> PyResult<ListIter> {
+        let n = slf.get().view()?.len() as isize;
+        Ok(ListIter { list: slf.unbind(), next: n - 1, stop: -1, step: -1 })
     }
 
     fn __contains__(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<bool> {
@@ -437,8 +573,11 @@ impl ShareableListPy {
 
     /// The SharedMemory instance holding the list.
     #[getter]
-    fn shm(&self, py: Python<'_>) -> Py<PyAny> {
-        self.shm.clone_ref(py)
+    fn shm(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match self.list.get() {
+            Some(attached) => Ok(attached.shm.clone_ref(py)),
+            None => Err(PyAttributeError::new_err("'ShareableList' object has no attribute 'shm'")),
+        }
     }
 
     /// Gets the packing format for a single value stored in the list.
@@ -455,7 +594,7 @@ impl ShareableListPy {
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
         let py = slf.py();
         let kwargs = PyDict::new(py);
-        kwargs.set_item("name", slf.get().shm.bind(py).getattr("name")?)?;
+        kwargs.set_item("name", slf.get().attached()?.shm.bind(py).getattr("name")?)?;
         let factory = helpers(py)?.partial.bind(py).call((slf.get_type(),), Some(&kwargs))?;
         PyTuple::new(py, [factory.into_any(), PyTuple::empty(py).into_any()])
     }
@@ -467,7 +606,7 @@ impl ShareableListPy {
             "{}({}, name={})",
             slf.get_type().name()?,
             items.repr()?,
-            slf.get().shm.bind(py).getattr("name")?.repr()?
+            slf.get().attached()?.shm.bind(py).getattr("name")?.repr()?
         ))
     }
 
@@ -479,14 +618,14 @@ impl ShareableListPy {
     /// Close the list's shared memory (``self.shm.close()``); the segment
     /// stays until someone unlinks it.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.shm.bind(py).call_method0("close")?;
+        self.attached()?.shm.bind(py).call_method0("close")?;
         Ok(())
     }
 
     /// Destroy the list's segment (``self.shm.unlink()``). Call it once,
     /// from any process, when no one needs the list any more.
     fn unlink(&self, py: Python<'_>) -> PyResult<()> {
-        self.shm.bind(py).call_method0("unlink")?;
+        self.attached()?.shm.bind(py).call_method0("unlink")?;
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 use pyo3::prelude::*;
 
 mod errors;
+mod inspect;
 mod list;
 mod segment;
 
@@ -13,5 +14,6 @@ mod segment;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     segment::register(m)?;
     list::register(m)?;
+    inspect::register(m)?;
     Ok(())
 }

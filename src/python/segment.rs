@@ -28,6 +28,7 @@ pub(crate) struct SegmentPy {
     name: String,
     size: usize,
     created: bool,
+    announced: bool,
     identity: (u64, u64),
 }
 
@@ -54,19 +55,71 @@ impl SegmentPy {
     /// truncated to (and, with `reserve`, given pages for). The descriptor is
     /// closed before this returns; a failure leaves nothing open, and removes
     /// the object only if this call created it.
+    ///
+    /// `announce`, when given, is `(fd, register, unregister)`: if this call
+    /// creates the object, `register` is written to `fd` (the resource
+    /// tracker's pipe) at once, before the object is sized and its pages
+    /// reserved, so that a process killed during a large create leaves
+    /// nothing behind; `unregister` is written if the call then fails.
+    /// `announced` tells whether `register` was written; if the write fails,
+    /// creation goes on and the caller registers the usual way.
     #[staticmethod]
-    #[pyo3(signature = (name, flags, mode=0o600, size=None, reserve=true))]
-    fn open(py: Python<'_>, name: &str, flags: i32, mode: u32, size: Option<i64>, reserve: bool) -> PyResult<Self> {
+    #[pyo3(signature = (name, flags, mode=0o600, size=None, reserve=true, announce=None))]
+    fn open(
+        py: Python<'_>,
+        name: &str,
+        flags: i32,
+        mode: u32,
+        size: Option<i64>,
+        reserve: bool,
+        announce: Option<(i32, Vec<u8>, Vec<u8>)>,
+    ) -> PyResult<Self> {
         // Sizes are taken as off_t, as os.ftruncate takes them: too large an
         // int is an OverflowError before anything exists.
         let size = size
             .map(|s| usize::try_from(s).map_err(|_| PyValueError::new_err("'size' must be a positive integer")))
             .transpose()?;
         let opts = OpenOptions { flags, mode, size, reserve };
-        let seg = py
-            .detach(|| Segment::open_with(name, &opts))
-            .map_err(|e| segment_error(&e, name))?;
+        let mut announced = false;
+        let retract = |announced: bool| {
+            if let (true, Some((fd, _, unregister))) = (announced, &announce) {
+                // Best effort: the tracker would only warn about a name
+                // that no longer exists.
+                let _ = segment::write_to_fd(*fd, unregister);
+            }
+        };
+        let opened = py.detach(|| {
+            Segment::open_with_hook(name, &opts, &mut || {
+                if let Some((fd, register, _)) = &announce {
+                    announced = segment::write_to_fd(*fd, register).is_ok();
+                }
+                Ok(())
+            })
+        });
+        let seg = match opened {
+            Ok(seg) => seg,
+            Err(e) => {
+                retract(announced);
+                return Err(segment_error(&e, name));
+            }
+        };
+        // A signal that arrived while the GIL was released (SIGINT during
+        // a large create) has its Python handler run here, not at the
+        // return to the caller: there, a KeyboardInterrupt would drop the
+        // new segment before anyone holds it, and its name would stay in
+        // /dev/shm forever (never registered, never unlinked).
+        if let Err(interrupted) = py.check_signals() {
+            let created = seg.created();
+            drop(seg);
+            if created {
+                // Best effort: the interruption is the error to report.
+                let _ = segment::unlink(name);
+                retract(announced);
+            }
+            return Err(interrupted);
+        }
         Ok(SegmentPy {
+            announced,
             name: name.to_owned(),
             size: seg.len(),
             created: seg.created(),
@@ -92,6 +145,12 @@ impl SegmentPy {
     #[getter]
     fn created(&self) -> bool {
         self.created
+    }
+
+    /// Whether `open` wrote its `announce` registration (see `open`).
+    #[getter]
+    fn announced(&self) -> bool {
+        self.announced
     }
 
     /// (device, inode) of the object: equal for handles on the same object,

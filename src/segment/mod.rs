@@ -109,10 +109,24 @@ impl Segment {
     /// exists closes the descriptor, and unlinks the object only when this
     /// call created it; an object someone else made is never removed.
     pub fn open_with(name: &str, opts: &OpenOptions) -> Result<Segment, SegmentError> {
+        Segment::open_with_hook(name, opts, &mut || Ok(()))
+    }
+
+    /// As [`Segment::open_with`], calling `created` as soon as this call
+    /// has created the object: before it is sized, which for a large
+    /// segment (pages reserved) is the slow part. A caller that must record
+    /// the new name somewhere before it can be lost (a resource tracker, in
+    /// case this process is killed) does it there. If `created` fails, the
+    /// object is removed and its error returned.
+    pub fn open_with_hook(
+        name: &str,
+        opts: &OpenOptions,
+        created: &mut dyn FnMut() -> io::Result<()>,
+    ) -> Result<Segment, SegmentError> {
         if name.as_bytes().contains(&0) {
             return Err(SegmentError::EmbeddedNul);
         }
-        let (map, created) = os::open_and_map(name, opts)?;
+        let (map, created) = os::open_and_map(name, opts, created)?;
         Ok(Segment { name: name.to_owned(), map, created })
     }
 
@@ -199,6 +213,14 @@ pub fn unlink(name: &str) -> io::Result<()> {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "embedded null character"));
     }
     os::unlink(name)
+}
+
+/// Write all of `msg` to the open file descriptor `fd` (retrying on EINTR),
+/// e.g. a line to a resource tracker's pipe from a [`Segment::open_with_hook`]
+/// hook, while no Python lock is held.
+#[cfg(unix)]
+pub fn write_to_fd(fd: i32, msg: &[u8]) -> io::Result<()> {
+    os::write_all_fd(fd, msg)
 }
 
 /// A fresh random name in CPython's style: `prefix` followed by hex digits
@@ -293,6 +315,33 @@ mod tests {
         let opts = OpenOptions { flags: libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, mode: 0o600, size: None, reserve: false };
         assert!(matches!(Segment::open_with(&name, &opts), Err(SegmentError::Empty)));
         // We created it, so the failed call removed it again.
+        assert!(matches!(Segment::open(&name), Err(SegmentError::Os(_))));
+    }
+
+    #[test]
+    fn hook_runs_after_creation_and_its_failure_removes_the_object() {
+        let name = unique("h");
+        let mut seen = None;
+        let seg = Segment::open_with_hook(&name, &OpenOptions::create(4096), &mut || {
+            // The object exists (not yet sized) when the hook runs.
+            seen = Some(Segment::open(&name).map(|s| s.len()).map_err(|e| e.to_string()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, Some(Err("cannot mmap an empty file".to_owned())));
+        // Attaching does not call it.
+        let mut calls = 0;
+        Segment::open_with_hook(&name, &OpenOptions::attach(), &mut || {
+            calls += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(calls, 0);
+        seg.unlink().unwrap();
+        let failed = Segment::open_with_hook(&name, &OpenOptions::create(64), &mut || {
+            Err(io::Error::from_raw_os_error(libc::EPIPE))
+        });
+        assert!(matches!(failed, Err(SegmentError::Os(ref e)) if e.raw_os_error() == Some(libc::EPIPE)));
         assert!(matches!(Segment::open(&name), Err(SegmentError::Os(_))));
     }
 

@@ -95,9 +95,14 @@ fn shm_open(name: &CString, flags: i32, mode: u32) -> io::Result<Fd> {
 }
 
 /// Open `name` as `opts` says and map it. Returns the mapping and whether
-/// this call created the object. After a failure nothing is left open, and
-/// the object is removed only if this call created it.
-pub(super) fn open_and_map(name: &str, opts: &OpenOptions) -> Result<(Mapping, bool), SegmentError> {
+/// this call created the object; `hook` runs right after creating it,
+/// before it is sized. After a failure nothing is left open, and the object
+/// is removed only if this call created it.
+pub(super) fn open_and_map(
+    name: &str,
+    opts: &OpenOptions,
+    hook: &mut dyn FnMut() -> io::Result<()>,
+) -> Result<(Mapping, bool), SegmentError> {
     let cname = cstring(name)?;
     let (fd, created) = if opts.flags & libc::O_CREAT != 0 && opts.flags & libc::O_EXCL == 0 {
         // Open-or-create: try to create first, so that we know whether a
@@ -112,7 +117,8 @@ pub(super) fn open_and_map(name: &str, opts: &OpenOptions) -> Result<(Mapping, b
     } else {
         (shm_open(&cname, opts.flags, opts.mode)?, opts.flags & libc::O_CREAT != 0)
     };
-    match size_and_map(&fd, opts) {
+    let hooked = if created { hook().map_err(SegmentError::from) } else { Ok(()) };
+    match hooked.and_then(|()| size_and_map(&fd, opts)) {
         Ok(map) => Ok((map, created)),
         Err(e) => {
             if created {
@@ -194,6 +200,31 @@ pub(super) fn unlink(name: &str) -> io::Result<()> {
     let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: valid NUL-terminated string for the whole call.
     retry(-1, || unsafe { libc::shm_unlink(cname.as_ptr()) })?;
+    Ok(())
+}
+
+/// Write all of `msg` to the open descriptor `fd` (a pipe, usually), retrying
+/// on EINTR. A message of at most `PIPE_BUF` bytes reaches a pipe in one
+/// piece, whatever other writers do.
+pub(super) fn write_all_fd(fd: libc::c_int, msg: &[u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < msg.len() {
+        let rest = &msg[done..];
+        // SAFETY: `rest` is valid for `rest.len()` bytes of reads; a bad `fd`
+        // makes write(2) fail with EBADF, which is returned.
+        let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::Error::from(io::ErrorKind::WriteZero));
+        }
+        done += n as usize;
+    }
     Ok(())
 }
 

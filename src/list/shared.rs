@@ -1,0 +1,642 @@
+//! [`SharedList`]: a `ShareableList` in a named segment, for Rust programs.
+//!
+//! This is the Rust counterpart of Python's
+//! `multiprocessing.shared_memory.ShareableList(sequence, name=...)` and
+//! `ShareableList(name=...)`: it owns the [`Segment`] and a [`ListView`] over
+//! its mapping, so the view can never outlive the memory it reads. Lists made
+//! here are byte-compatible with the standard library's and ferroshm's
+//! Python classes, in both directions.
+
+use std::fmt;
+
+use super::{encoded_size, ItemRef, ListError, ListView, RawMem, Value};
+use crate::segment::{self, OpenOptions, Segment, SegmentError};
+
+/// Why a [`SharedList`] operation failed: the segment could not be created,
+/// opened or unlinked, or the list in it could not be read or written.
+#[derive(Debug)]
+pub enum SharedListError {
+    /// Creating, opening or unlinking the segment failed.
+    Segment {
+        /// The OS name of the segment, with its leading `/`.
+        name: String,
+        /// What went wrong; [`SegmentError::Os`] carries the errno
+        /// (`ENOENT` for a missing name, `EEXIST` for a taken one).
+        source: SegmentError,
+    },
+    /// The list layout refused the operation (index out of range, a value
+    /// too long for its slot, a segment that does not hold a valid list…).
+    /// Nothing in shared memory was changed.
+    List(ListError),
+}
+
+impl SharedListError {
+    /// The OS error number behind a segment error, if there is one (e.g.
+    /// `libc::ENOENT` when the name does not exist).
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            SharedListError::Segment {
+                source: SegmentError::Os(e),
+                ..
+            } => e.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    fn segment(name: &str, source: impl Into<SegmentError>) -> SharedListError {
+        SharedListError::Segment {
+            name: name.to_owned(),
+            source: source.into(),
+        }
+    }
+}
+
+impl fmt::Display for SharedListError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SharedListError::Segment { name, source } => {
+                write!(f, "shared memory {name:?}: {source}")
+            }
+            SharedListError::List(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for SharedListError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SharedListError::Segment { source, .. } => Some(source),
+            SharedListError::List(e) => Some(e),
+        }
+    }
+}
+
+impl From<ListError> for SharedListError {
+    fn from(e: ListError) -> Self {
+        SharedListError::List(e)
+    }
+}
+
+/// A `ShareableList` in a named shared-memory segment, byte-compatible with
+/// Python's `multiprocessing.shared_memory.ShareableList` (3.9+ layout).
+///
+/// Names are given as Python's `ShareableList.shm.name` reports them,
+/// without the leading `/` (`"psm_1a2b3c4d"`); the OS object is `"/" + name`
+/// (a name that already starts with `/` is used as is). A Python process
+/// attaches with `ShareableList(name=list.name())`.
+///
+/// Like the Python class, a list has a fixed length and fixed slot sizes:
+/// [`set`](SharedList::set) can change an item's value and type, but a str
+/// or bytes value must fit the slot the item got when the list was created.
+///
+/// Dropping a `SharedList` unmaps it; the segment itself stays until someone
+/// calls [`unlink`](SharedList::unlink) (here or in any other process).
+/// Other processes may write the list at any time: every read is validated,
+/// and a corrupt or half-written item is an error, never a panic.
+pub struct SharedList {
+    // Declared before `segment`, so it is dropped before the mapping it
+    // points into is unmapped.
+    view: ListView,
+    segment: Segment,
+}
+
+impl SharedList {
+    /// Create the segment `name` (failing with `EEXIST` if it is taken) and
+    /// write a new list of `items` into it, exactly as Python's
+    /// `ShareableList(items, name=name)` does.
+    ///
+    /// Items are checked before the segment exists: a str/bytes item longer
+    /// than [`MAX_ITEM_BYTES`](super::MAX_ITEM_BYTES) fails with
+    /// [`ListError::ItemTooLarge`] and leaves nothing behind.
+    pub fn create(name: &str, items: &[ItemRef<'_>]) -> Result<SharedList, SharedListError> {
+        let size = encoded_size(items)?;
+        let os_name = os_name(name);
+        let segment =
+            Segment::create(&os_name, size).map_err(|e| SharedListError::segment(&os_name, e))?;
+        let mem = raw_mem(&segment);
+        match ListView::create(mem, items) {
+            Ok(view) => Ok(SharedList { view, segment }),
+            Err(e) => {
+                // This call created the segment a moment ago: nobody else
+                // can rely on it yet, so it goes. The list error is what the
+                // caller needs to see; a failed unlink would hide it.
+                let _ = segment.unlink();
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Create a list of `items` under a fresh random name in CPython's style
+    /// (`psm_` and 8 hex digits), as Python's `ShareableList(items)` does.
+    /// Read the name with [`name`](SharedList::name).
+    pub fn create_unique(items: &[ItemRef<'_>]) -> Result<SharedList, SharedListError> {
+        loop {
+            let name = segment::random_name("psm_", 13)
+                .map_err(|e| SharedListError::segment("/psm_", e))?;
+            match SharedList::create(&name, items) {
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Attach to the existing list `name` for reading and writing, as
+    /// Python's `ShareableList(name=name)` does. Fails with `ENOENT` (see
+    /// [`SharedListError::raw_os_error`]) when there is no such segment, and
+    /// with [`ListError::Corrupt`] when its header is not a valid list.
+    pub fn open(name: &str) -> Result<SharedList, SharedListError> {
+        SharedList::open_with(name, &OpenOptions::attach())
+    }
+
+    /// Attach to the existing list `name` read-only (`O_RDONLY`,
+    /// `PROT_READ`): reading works as with [`open`](SharedList::open), and
+    /// [`set`](SharedList::set) fails with [`ListError::ReadOnly`]. Needs
+    /// only read permission on the segment, and cannot change it.
+    pub fn open_read_only(name: &str) -> Result<SharedList, SharedListError> {
+        let opts = OpenOptions {
+            flags: libc::O_RDONLY,
+            mode: 0,
+            size: None,
+            reserve: false,
+        };
+        SharedList::open_with(name, &opts)
+    }
+
+    fn open_with(name: &str, opts: &OpenOptions) -> Result<SharedList, SharedListError> {
+        let os_name = os_name(name);
+        let segment = Segment::open_with(&os_name, opts)
+            .map_err(|e| SharedListError::segment(&os_name, e))?;
+        let view = ListView::attach(raw_mem(&segment))?;
+        Ok(SharedList { view, segment })
+    }
+
+    /// The list's name without the leading `/`, as Python's
+    /// `ShareableList.shm.name` gives it: pass it to another process.
+    pub fn name(&self) -> &str {
+        let os_name = self.segment.name();
+        os_name.strip_prefix('/').unwrap_or(os_name)
+    }
+
+    /// The number of items (read when the list was attached; a list's length
+    /// never changes).
+    pub fn len(&self) -> usize {
+        self.view.len()
+    }
+
+    /// Whether the list has no items.
+    pub fn is_empty(&self) -> bool {
+        self.view.is_empty()
+    }
+
+    /// Read item `index` as an owned [`Value`]. Trailing NUL bytes of str
+    /// and bytes values are dropped, as in Python.
+    pub fn get(&self, index: usize) -> Result<Value, SharedListError> {
+        Ok(self.view.get(index)?)
+    }
+
+    /// Read item `index` and hand it to `f` as an [`ItemRef`] borrowed from
+    /// a private copy (never from the shared memory), without allocating
+    /// for short values.
+    pub fn get_with<R>(
+        &self,
+        index: usize,
+        f: impl FnOnce(ItemRef<'_>) -> R,
+    ) -> Result<R, SharedListError> {
+        Ok(self.view.get_with(index, f)?)
+    }
+
+    /// Read every item, in order (Python's `list(sl)`).
+    pub fn to_vec(&self) -> Result<Vec<Value>, SharedListError> {
+        Ok(self.view.get_all()?)
+    }
+
+    /// Store `item` at `index`, as Python's `sl[index] = item` does. Fails,
+    /// changing nothing, with [`ListError::IndexOutOfRange`], or with
+    /// [`ListError::ExceedsStorage`] when a str/bytes value is longer (in
+    /// UTF-8 bytes) than the item's slot.
+    pub fn set(&self, index: usize, item: ItemRef<'_>) -> Result<(), SharedListError> {
+        Ok(self.view.set(index, item)?)
+    }
+
+    /// The stored format of item `index`, as Python's
+    /// `sl._get_packing_format(index)` gives it (`"q"`, `"d"`, `"16s"`…).
+    pub fn format_of(&self, index: usize) -> Result<String, SharedListError> {
+        Ok(self.view.format_of(index)?)
+    }
+
+    /// All formats joined, as Python's `ShareableList.format` property gives
+    /// them (e.g. `"q8s8sxxxxxx?xxxxxxxx?d"`).
+    pub fn format(&self) -> Result<String, SharedListError> {
+        Ok(self.view.format()?)
+    }
+
+    /// The view of the list inside the mapping, for the rest of
+    /// [`ListView`]'s API (e.g. [`ListView::live_len`]). It borrows `self`,
+    /// so it cannot outlive the mapping.
+    pub fn view(&self) -> &ListView {
+        &self.view
+    }
+
+    /// The segment the list lives in.
+    pub fn segment(&self) -> &Segment {
+        &self.segment
+    }
+
+    /// Remove the segment's name from the system (`shm_unlink`), as Python's
+    /// `sl.shm.unlink()` does: call it once, from any one process, when no
+    /// one needs the list any more. The memory stays mapped here and in
+    /// every process attached to it until they drop their handles.
+    pub fn unlink(&self) -> Result<(), SharedListError> {
+        self.segment
+            .unlink()
+            .map_err(|e| SharedListError::segment(self.segment.name(), e))
+    }
+}
+
+impl fmt::Debug for SharedList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedList")
+            .field("name", &self.name())
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+/// The `shm_open` name for a Python-style name.
+fn os_name(name: &str) -> String {
+    if name.starts_with('/') {
+        name.to_owned()
+    } else {
+        format!("/{name}")
+    }
+}
+
+/// The block of `segment`'s mapping, read-only if the mapping is.
+fn raw_mem(segment: &Segment) -> RawMem {
+    // SAFETY: the mapping is `segment.len()` bytes at `segment.as_ptr()`,
+    // readable (and writable when `segment.writable()`), and stays mapped as
+    // long as `segment` lives. `SharedList` keeps the segment next to the
+    // view holding this block, drops the view first, and never gives the
+    // view (or the block) away by value, only by reference to itself. Other
+    // processes may write the memory at any time, which `RawMem` allows for.
+    unsafe {
+        if segment.writable() {
+            RawMem::new(segment.as_ptr(), segment.len())
+        } else {
+            RawMem::new_read_only(segment.as_ptr(), segment.len())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// A unique Python-style name, unlinked when dropped (so that a failing
+    /// test leaves nothing in /dev/shm).
+    struct Name(String);
+
+    impl Name {
+        fn new(tag: &str) -> Name {
+            Name(
+                segment::random_name(&format!("fshm_rs_{tag}_{}_", std::process::id()), 40)
+                    .unwrap(),
+            )
+        }
+    }
+
+    impl Drop for Name {
+        fn drop(&mut self) {
+            let _ = segment::unlink(&os_name(&self.0));
+        }
+    }
+
+    impl std::ops::Deref for Name {
+        type Target = str;
+        fn deref(&self) -> &str {
+            &self.0
+        }
+    }
+
+    fn exists(name: &str) -> bool {
+        Segment::open(&os_name(name)).is_ok()
+    }
+
+    const ITEMS: [ItemRef<'static>; 7] = [
+        ItemRef::Int(-7),
+        ItemRef::Float(2.5),
+        ItemRef::Bool(true),
+        ItemRef::None,
+        ItemRef::Str("héllo wörld"),
+        ItemRef::Bytes(b"\x00\x01ab"),
+        ItemRef::Int(i64::MAX),
+    ];
+
+    #[test]
+    fn create_open_get_set_unlink() {
+        let name = Name::new("a");
+        let list = SharedList::create(&name, &ITEMS).unwrap();
+        assert_eq!(list.name(), &*name);
+        assert_eq!(list.segment().name(), format!("/{}", &*name));
+        assert_eq!(list.len(), 7);
+        assert!(!list.is_empty());
+        let other = SharedList::open(&name).unwrap();
+        let expected: Vec<Value> = ITEMS
+            .iter()
+            .map(|i| match *i {
+                ItemRef::Int(v) => Value::Int(v),
+                ItemRef::Float(v) => Value::Float(v),
+                ItemRef::Bool(v) => Value::Bool(v),
+                ItemRef::None => Value::None,
+                ItemRef::Str(s) => Value::Str(s.into()),
+                ItemRef::Bytes(b) => Value::Bytes(b.into()),
+            })
+            .collect();
+        assert_eq!(other.to_vec().unwrap(), expected);
+        assert_eq!(other.format().unwrap(), "qdxxxxxxx?xxxxxx?x16s8sq");
+        assert_eq!(other.format_of(4).unwrap(), "16s");
+
+        // A write through one handle is seen through the other.
+        other.set(4, ItemRef::Bytes(b"0123456789abcdef")).unwrap();
+        other.set(0, ItemRef::Str("eight ch")).unwrap();
+        assert_eq!(
+            list.get(4).unwrap(),
+            Value::Bytes(b"0123456789abcdef".to_vec())
+        );
+        assert_eq!(list.get(0).unwrap(), Value::Str("eight ch".into()));
+        assert!(list
+            .get_with(1, |item| item == ItemRef::Float(2.5))
+            .unwrap());
+
+        list.unlink().unwrap();
+        assert!(!exists(&name));
+        // Both mappings outlive the name.
+        assert_eq!(other.get(6).unwrap(), Value::Int(i64::MAX));
+        // A second unlink finds nothing.
+        let err = other.unlink().unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+    }
+
+    #[test]
+    fn errors_change_nothing_and_say_what_went_wrong() {
+        let name = Name::new("b");
+        let list = SharedList::create(&name, &[ItemRef::Str("abc"), ItemRef::Int(1)]).unwrap();
+        let err = list
+            .set(0, ItemRef::Str("this is longer than eight"))
+            .unwrap_err();
+        assert!(
+            matches!(err, SharedListError::List(ListError::ExceedsStorage)),
+            "{err:?}"
+        );
+        assert_eq!(err.to_string(), "bytes/str item exceeds available storage");
+        let err = list.set(2, ItemRef::Int(5)).unwrap_err();
+        assert!(
+            matches!(err, SharedListError::List(ListError::IndexOutOfRange)),
+            "{err:?}"
+        );
+        assert!(matches!(
+            list.get(2),
+            Err(SharedListError::List(ListError::IndexOutOfRange))
+        ));
+        assert_eq!(
+            list.to_vec().unwrap(),
+            vec![Value::Str("abc".into()), Value::Int(1)]
+        );
+        assert!(err.raw_os_error().is_none());
+        assert!(std::error::Error::source(&err).is_some());
+        list.unlink().unwrap();
+    }
+
+    #[test]
+    fn missing_and_taken_names() {
+        let name = Name::new("c");
+        let err = SharedList::open(&name).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("\"/{}\"", &*name)) && msg.contains("No such file"),
+            "{msg}"
+        );
+
+        let list = SharedList::create(&name, &[ItemRef::Int(1)]).unwrap();
+        let err = SharedList::create(&name, &[ItemRef::Int(2), ItemRef::Int(3)]).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
+        // The original is untouched.
+        assert_eq!(
+            SharedList::open(&name).unwrap().to_vec().unwrap(),
+            vec![Value::Int(1)]
+        );
+        list.unlink().unwrap();
+    }
+
+    #[test]
+    fn a_leading_slash_names_the_same_segment() {
+        let name = Name::new("d");
+        let list = SharedList::create(&format!("/{}", &*name), &[ItemRef::Bool(false)]).unwrap();
+        assert_eq!(list.name(), &*name);
+        assert_eq!(
+            SharedList::open(&name).unwrap().get(0).unwrap(),
+            Value::Bool(false)
+        );
+        list.unlink().unwrap();
+    }
+
+    #[test]
+    fn too_large_an_item_leaves_nothing_behind() {
+        let name = Name::new("e");
+        let big = vec![b'x'; super::super::MAX_ITEM_BYTES + 1];
+        let err = SharedList::create(&name, &[ItemRef::Int(1), ItemRef::Bytes(&big)]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SharedListError::List(ListError::ItemTooLarge { index: 1, .. })
+            ),
+            "{err:?}"
+        );
+        assert!(!exists(&name));
+    }
+
+    #[test]
+    fn empty_list_and_unique_names() {
+        let list = SharedList::create_unique(&[]).unwrap();
+        let _cleanup = Name(list.name().to_owned());
+        assert!(
+            list.name().starts_with("psm_") && list.name().len() == 12,
+            "{}",
+            list.name()
+        );
+        assert!(list.is_empty());
+        assert_eq!(list.segment().len(), 16);
+        assert_eq!(list.format().unwrap(), "");
+        let again = SharedList::open(list.name()).unwrap();
+        assert_eq!(again.to_vec().unwrap(), vec![]);
+        list.unlink().unwrap();
+    }
+
+    #[test]
+    fn read_only_handles_read_but_never_write() {
+        let name = Name::new("f");
+        let list = SharedList::create(&name, &[ItemRef::Int(10), ItemRef::Str("x")]).unwrap();
+        let ro = SharedList::open_read_only(&name).unwrap();
+        assert!(!ro.segment().writable());
+        assert_eq!(ro.get(1).unwrap(), Value::Str("x".into()));
+        let err = ro.set(0, ItemRef::Int(11)).unwrap_err();
+        assert!(
+            matches!(err, SharedListError::List(ListError::ReadOnly)),
+            "{err:?}"
+        );
+        assert_eq!(list.get(0).unwrap(), Value::Int(10));
+        list.unlink().unwrap();
+    }
+
+    #[test]
+    fn a_segment_that_is_not_a_list_is_refused() {
+        let name = Name::new("g");
+        let seg = Segment::create(&os_name(&name), 64).unwrap();
+        seg.write_at(0, &1000i64.to_ne_bytes()); // 1000 items cannot fit in 64 bytes
+        let err = SharedList::open(&name).unwrap_err();
+        assert!(
+            matches!(err, SharedListError::List(ListError::Corrupt(_))),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("1000 items do not fit"), "{err}");
+        seg.unlink().unwrap();
+    }
+
+    #[test]
+    fn dropping_a_list_does_not_unlink_it() {
+        let name = Name::new("h");
+        drop(SharedList::create(&name, &[ItemRef::Float(-0.0)]).unwrap());
+        let list = SharedList::open(&name).unwrap();
+        assert_eq!(list.get(0).unwrap(), Value::Float(-0.0));
+        list.unlink().unwrap();
+    }
+
+    #[test]
+    fn lists_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<SharedList>();
+        let name = Name::new("i");
+        let list = SharedList::create(&name, &[ItemRef::Int(0), ItemRef::Int(0)]).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| list.set(0, ItemRef::Int(1)).unwrap());
+            s.spawn(|| list.set(1, ItemRef::Int(2)).unwrap());
+        });
+        assert_eq!(list.to_vec().unwrap(), vec![Value::Int(1), Value::Int(2)]);
+        list.unlink().unwrap();
+    }
+
+    // --- interoperability with CPython's own ShareableList -------------------
+
+    /// Run `code` in the standard library's Python (`$PYTHON`, else
+    /// `python3`) and return its stdout. Attaching registers the segment with
+    /// CPython's resource tracker, which would unlink it when the child
+    /// exits, so the snippets unregister what they attach to or create.
+    fn python(code: &str) -> String {
+        let exe = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        let out = Command::new(&exe)
+            .arg("-c")
+            .arg(code)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {exe} (set PYTHON to a Python 3.9+): {e}"));
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "python failed: {}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+            out.status
+        );
+        assert!(
+            !stderr.contains("leaked"),
+            "resource tracker complained:\n{stderr}"
+        );
+        stdout
+    }
+
+    const PY_PRELUDE: &str = "
+import sys
+from multiprocessing import resource_tracker
+from multiprocessing.shared_memory import ShareableList
+def untrack(sl):
+    resource_tracker.unregister(sl.shm._name, 'shared_memory')
+";
+
+    #[test]
+    fn cpython_reads_and_writes_a_list_made_in_rust() {
+        let name = Name::new("py1");
+        let list = SharedList::create(&name, &ITEMS).unwrap();
+        let out = python(&format!(
+            "{PY_PRELUDE}
+sl = ShareableList(name={name:?})
+untrack(sl)
+print(ascii(list(sl)))
+print(sl.format)
+sl[0] = 'seven'
+sl[1] = None
+sl[4] = b'bytes!'
+sl[6] = -1.25
+sl.shm.close()
+",
+            name = &*name
+        ));
+        let mut lines = out.lines();
+        assert_eq!(
+            lines.next().unwrap(),
+            "[-7, 2.5, True, None, 'h\\xe9llo w\\xf6rld', b'\\x00\\x01ab', 9223372036854775807]"
+        );
+        assert_eq!(lines.next().unwrap(), "qdxxxxxxx?xxxxxx?x16s8sq");
+        assert_eq!(list.get(0).unwrap(), Value::Str("seven".into()));
+        assert_eq!(list.get(1).unwrap(), Value::None);
+        assert_eq!(list.get(4).unwrap(), Value::Bytes(b"bytes!".to_vec()));
+        assert_eq!(list.get(6).unwrap(), Value::Float(-1.25));
+        assert_eq!(list.format().unwrap(), "8sxxxxxx?xxxxxxxx?xxxxxx?x16s8sd");
+        list.unlink().unwrap();
+    }
+
+    #[test]
+    fn rust_reads_and_writes_a_list_made_by_cpython() {
+        let name = Name::new("py2");
+        let out = python(&format!(
+            "{PY_PRELUDE}
+sl = ShareableList([1, b'ab', 'xy', None, True, 1.5, 'a longer string'], name={name:?})
+untrack(sl)
+print(sl.format)
+sl.shm.close()
+",
+            name = &*name
+        ));
+        let list = SharedList::open(&name).unwrap();
+        assert_eq!(out.trim_end(), list.format().unwrap());
+        assert_eq!(
+            list.to_vec().unwrap(),
+            vec![
+                Value::Int(1),
+                Value::Bytes(b"ab".to_vec()),
+                Value::Str("xy".into()),
+                Value::None,
+                Value::Bool(true),
+                Value::Float(1.5),
+                Value::Str("a longer string".into()),
+            ]
+        );
+        list.set(0, ItemRef::Float(0.1)).unwrap();
+        list.set(2, ItemRef::Str("ünï")).unwrap();
+        list.set(3, ItemRef::Bytes(b"\xff")).unwrap();
+        list.set(6, ItemRef::Int(-42)).unwrap();
+        let out = python(&format!(
+            "{PY_PRELUDE}
+sl = ShareableList(name={name:?})
+untrack(sl)
+print(ascii(list(sl)))
+sl.shm.close()
+",
+            name = &*name
+        ));
+        assert_eq!(
+            out.trim_end(),
+            "[0.1, b'ab', '\\xfcn\\xef', b'\\xff', True, 1.5, -42]"
+        );
+        list.unlink().unwrap();
+    }
+}
