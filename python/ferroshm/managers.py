@@ -251,16 +251,9 @@ class _StdlibServerChannel:
 _stdlib_register = resource_tracker.register
 
 
-def _tracker_send(cmd: str, path: str) -> None:
-    # ferroshm's own sender (one pipe write, and it keeps its record of what
-    # this process registered right); the standard library's otherwise.
-    send = getattr(_shared_memory, "_tracker_send", None)
-    if send is not None:
-        send(cmd, path)
-    elif cmd == "REGISTER":
-        resource_tracker.register(path, "shared_memory")
-    else:
-        resource_tracker.unregister(path, "shared_memory")
+# ferroshm's own sender: one pipe write, and it keeps its record of what this
+# process registered right.
+_tracker_send = _shared_memory._tracker_send
 
 
 def _register_all(paths: List[str]) -> None:

@@ -4,21 +4,10 @@
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyFloat, PyString};
 
 use super::errors::segment_error;
-use crate::list::{ItemRef, SharedList, SharedListError};
-
-fn to_py(py: Python<'_>, item: ItemRef<'_>) -> PyResult<Py<PyAny>> {
-    Ok(match item {
-        ItemRef::Int(v) => v.into_pyobject(py)?.into_any().unbind(),
-        ItemRef::Float(v) => PyFloat::new(py, v).into_any().unbind(),
-        ItemRef::Bool(v) => PyBool::new(py, v).to_owned().into_any().unbind(),
-        ItemRef::None => py.None(),
-        ItemRef::Str(s) => PyString::new(py, s).into_any().unbind(),
-        ItemRef::Bytes(b) => PyBytes::new(py, b).into_any().unbind(),
-    })
-}
+use super::list::to_py;
+use crate::list::{SharedList, SharedListError};
 
 fn error(err: SharedListError) -> PyErr {
     match err {

@@ -176,7 +176,8 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<Compact>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-fn to_py(py: Python<'_>, item: ItemRef<'_>) -> PyResult<Py<PyAny>> {
+/// A list item as the Python object the standard library would return.
+pub(crate) fn to_py(py: Python<'_>, item: ItemRef<'_>) -> PyResult<Py<PyAny>> {
     Ok(match item {
         ItemRef::Int(v) => v.into_pyobject(py)?.into_any().unbind(),
         ItemRef::Float(v) => PyFloat::new(py, v).into_any().unbind(),
