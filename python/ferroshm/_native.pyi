@@ -102,7 +102,9 @@ class ShareableList(Generic[_SLT]):
     padding), and the length and slot sizes are fixed at creation.
     """
 
-    def __init__(self, sequence: Optional[Iterable[_SLT]] = None, *, name: Optional[str] = None) -> None:
+    def __init__(
+        self, sequence: Optional[Iterable[_SLT]] = None, *, name: Optional[str] = None, track: bool = True
+    ) -> None:
         """For subclasses: ``super().__init__(sequence, name=name)`` creates
         or attaches the list when the subclass defines its own ``__init__``.
         Does nothing on a list that already is one."""

@@ -144,15 +144,13 @@ class _ChannelLost(Exception):
 class _Channel:
     """One process's (one thread's) authenticated connection to a server."""
 
-    __slots__ = ("_conn", "_fd", "pid", "server_tracker", "adopts")
+    __slots__ = ("_conn", "_fd", "pid", "adopts")
     stdlib_server = False
 
-    def __init__(self, conn: Any, server_tracker: Optional[Tuple[int, int]], adopts: bool) -> None:
+    def __init__(self, conn: Any, adopts: bool) -> None:
         self._conn = conn
         self._fd = conn.fileno()
         self.pid = os.getpid()
-        # Which resource tracker the server registers its segments with.
-        self.server_tracker = server_tracker
         # Whether segments created here may be handed over with a one-way
         # message (Unix sockets, where a send to a closed server fails).
         self.adopts = adopts
@@ -288,45 +286,10 @@ def _write_all(fd: int, data: bytes) -> None:
         raise OSError(errno.EIO, "short write to the resource tracker")
 
 
-def _tracker_identity() -> Optional[Tuple[int, int]]:
-    """Identify this process's resource tracker by its pipe: processes that
-    share a tracker hold the same pipe."""
-    try:
-        st = os.fstat(resource_tracker.getfd())  # type: ignore[arg-type]
-    except Exception:
-        return None
-    return (st.st_dev, st.st_ino)
-
-
-# ShareableList(name=..., track=False), if this build of the list has it.
-_list_takes_track: Optional[bool] = None
-
-
-def _attach_list(name: str, server_tracker: Optional[Tuple[int, int]]) -> ShareableList:
+def _attach_list(name: str) -> ShareableList:
     """Attach to a list the server created, leaving the resource trackers as
     they were: the server's registration is the only one."""
-    global _list_takes_track
-    if _list_takes_track is not False:
-        try:
-            sl = ShareableList(name=name, track=False)  # type: ignore[call-arg]
-        except TypeError as exc:
-            if "track" not in str(exc):
-                raise
-            _list_takes_track = False
-        else:
-            _list_takes_track = True
-            return sl
-    # The list attaches with a tracked SharedMemory. If this process shares
-    # the server's tracker, that registration was a no-op (the tracker keeps
-    # a set, and the server's entry is there already) and must never be
-    # undone from here. Otherwise it is this process's own tracker's, which
-    # would unlink the segment when this process exits: take it back.
-    sl = ShareableList(name=name)
-    shm = sl.shm
-    shm._track = False
-    if server_tracker is None or _tracker_identity() != server_tracker:
-        _tracker_send("UNREGISTER", str(shm._name))
-    return sl
+    return ShareableList(name=name, track=False)
 
 
 def _trackable(path: str) -> bool:
@@ -547,7 +510,6 @@ class SharedMemoryServer(Server):
         if isinstance(address, bytes):
             address = os.fsdecode(address)
         self.shared_memory_context = _SegmentRegistry(f"shm_{address}_{os.getpid()}")
-        self._tracker = _tracker_identity()
         # Open channels, by id.
         self._channels: Dict[int, _ServedChannel] = {}
         self._channels_cond = threading.Condition()
@@ -655,7 +617,7 @@ class SharedMemoryServer(Server):
             channel = _ServedChannel(c.fileno())
             self._channels[id(channel)] = channel
         try:
-            c.send(("#RETURN", (self._tracker, channel.sock.family == socket.AF_UNIX)))
+            c.send(("#RETURN", channel.sock.family == socket.AF_UNIX))
             self._serve_channel(channel)
         finally:
             with self._channels_cond:
@@ -989,7 +951,7 @@ class SharedMemoryManager(BaseManager):
         except OSError as exc:
             raise _unreachable_error(exc, self._address) from exc
         try:
-            tracker, adopts = dispatch(conn, None, "open_channel")
+            adopts = dispatch(conn, None, "open_channel")
         except RemoteError as exc:
             conn.close()
             if "open_channel" in str(exc):  # "'open_channel' unrecognized"
@@ -998,7 +960,7 @@ class SharedMemoryManager(BaseManager):
         except BaseException:
             conn.close()
             raise
-        return _Channel(conn, None if tracker is None else tuple(tracker), adopts)
+        return _Channel(conn, adopts)
 
     def _drop_channel(self) -> None:
         channel = getattr(self._local, "channel", None)
@@ -1099,4 +1061,4 @@ class SharedMemoryManager(BaseManager):
         if channel.stdlib_server:
             return channel.shareable_list(items, name)
         segment_name, channel = self._request("ShareableList", items, name)
-        return _attach_list(segment_name, channel.server_tracker)
+        return _attach_list(segment_name)

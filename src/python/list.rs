@@ -201,6 +201,9 @@ enum Position<'py> {
 /// iterable (consumed before any segment exists), or attaches to the list
 /// ``name`` when ``sequence`` is None. Items are int (64-bit), float, bool,
 /// None, str and bytes; subclasses of these are stored as the base type.
+/// ``track`` (keyword-only, an addition) is passed to the list's
+/// SharedMemory: ``track=False`` leaves the resource tracker out, as for
+/// SharedMemory since Python 3.13.
 ///
 /// Differences from the standard library: str slots are sized in UTF-8
 /// bytes, so non-ASCII strings round-trip; indices outside [-len, len) raise
@@ -340,16 +343,25 @@ impl ShareableListPy {
 
     /// Create a list from `sequence`, or attach to the list `name`: what the
     /// standard library's `__init__` does.
-    fn build(py: Python<'_>, sequence: Option<&Bound<'_, PyAny>>, name: Option<&Bound<'_, PyAny>>) -> PyResult<Attached> {
+    fn build(
+        py: Python<'_>,
+        sequence: Option<&Bound<'_, PyAny>>,
+        name: Option<&Bound<'_, PyAny>>,
+        track: bool,
+    ) -> PyResult<Attached> {
         let h = helpers(py)?;
         let shm_class = h.shared_memory.bind(py);
         let name_arg = match name {
             Some(n) => n.clone(),
             None => py.None().into_bound(py),
         };
+        let kwargs = PyDict::new(py);
+        if !track {
+            kwargs.set_item("track", false)?;
+        }
         match sequence {
             None if name.is_some() => {
-                let shm = shm_class.call1((name_arg,))?;
+                let shm = shm_class.call((name_arg,), Some(&kwargs))?;
                 let (segment, closed, mem, shm) = Self::open(shm)?;
                 match ListView::attach(mem) {
                     Ok(view) => Ok(Attached { view, closed, shm, _segment: segment }),
@@ -391,7 +403,6 @@ impl ShareableListPy {
                     scratch.push(Compact::of(&item));
                 }
                 let size = sizer.size().map_err(|e| list_error(py, e, false))?;
-                let kwargs = PyDict::new(py);
                 kwargs.set_item("create", true)?;
                 kwargs.set_item("size", size)?;
                 let shm = shm_class.call((name_arg,), Some(&kwargs))?;
@@ -448,12 +459,13 @@ impl ShareableListPy {
     /// them for the standard library's class.
     #[new]
     #[classmethod]
-    #[pyo3(signature = (sequence=None, *args, name=None, **kwargs))]
+    #[pyo3(signature = (sequence=None, *args, name=None, track=true, **kwargs))]
     fn new(
         cls: &Bound<'_, PyType>,
         sequence: Option<&Bound<'_, PyAny>>,
         args: &Bound<'_, PyTuple>,
         name: Option<&Bound<'_, PyAny>>,
+        track: bool,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let list = OnceLock::new();
@@ -462,7 +474,7 @@ impl ShareableListPy {
                 return Err(unexpected_arguments(args, kwargs));
             }
             // Cannot fail: the cell is new.
-            let _ = list.set(Self::build(cls.py(), sequence, name)?);
+            let _ = list.set(Self::build(cls.py(), sequence, name, track)?);
         }
         Ok(ShareableListPy { list })
     }
@@ -470,13 +482,19 @@ impl ShareableListPy {
     /// Create a list from ``sequence`` or attach to the list ``name``, for
     /// a subclass's ``__init__`` (``super().__init__(sequence, name=name)``).
     /// Does nothing on a list that already is.
-    #[pyo3(signature = (sequence=None, *, name=None))]
-    fn __init__(&self, py: Python<'_>, sequence: Option<&Bound<'_, PyAny>>, name: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    #[pyo3(signature = (sequence=None, *, name=None, track=true))]
+    fn __init__(
+        &self,
+        py: Python<'_>,
+        sequence: Option<&Bound<'_, PyAny>>,
+        name: Option<&Bound<'_, PyAny>>,
+        track: bool,
+    ) -> PyResult<()> {
         if self.list.get().is_some() {
             return Ok(());
         }
         let created = name.is_none() || sequence.is_some();
-        if let Err(extra) = self.list.set(Self::build(py, sequence, name)?) {
+        if let Err(extra) = self.list.set(Self::build(py, sequence, name, track)?) {
             // Another thread initialised this object meanwhile: keep its
             // list, and remove the one made here.
             let shm = extra.shm.bind(py);
