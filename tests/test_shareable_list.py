@@ -1360,3 +1360,22 @@ def test_generated_text_round_trips(texts, data):
             with pytest.raises(ValueError):
                 sl[i] = new
             assert raw(sl) == before
+
+
+def test_track_false_leaves_the_resource_tracker_out(monkeypatch):
+    from multiprocessing import resource_tracker
+
+    calls = []
+    monkeypatch.setattr(resource_tracker, "register", lambda name, rtype: calls.append(("register", name)))
+    monkeypatch.setattr(resource_tracker, "unregister", lambda name, rtype: calls.append(("unregister", name)))
+    sl = ferroshm.ShareableList([1, "two"], track=False)
+    try:
+        other = ferroshm.ShareableList(name=sl.shm.name, track=False)
+        assert list(other) == [1, "two"] and other.shm._track is False
+        other.close()
+        tracked = ferroshm.ShareableList(name=sl.shm.name)
+        tracked.close()
+    finally:
+        sl.close()
+        sl.unlink()
+    assert calls == [("register", "/" + sl.shm.name)]
