@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: help demo test build build-dev test-rust test-python bench lint clean
+.PHONY: help demo test build build-dev test-rust test-python bench lint clean fuzz
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -33,6 +33,21 @@ test-rust:  ## cargo test of the Rust core
 
 test-python:  ## pytest, with CPython's own shared-memory tests
 	$(PY) -m pytest
+
+# `make fuzz`: the robustness tests of `make test`, run long (FUZZ_EXAMPLES
+# hypothesis examples per state machine, 20x that per list-fuzzing strategy,
+# ~10x the faults, a minute of stress per start method), then the Rust
+# list-reader fuzzer of fuzz/ (guard pages; FUZZ_ITERATIONS inputs). Figures
+# are appended to FUZZ_REPORT, one JSON object a line.
+FUZZ_EXAMPLES ?= 1000
+FUZZ_ITERATIONS ?= 5000000
+FUZZ_REPORT ?= fuzz/report.jsonl
+fuzz: build  ## long robustness runs: stateful, list fuzzing, faults, stress; then the Rust fuzzer
+	FERROSHM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FERROSHM_ROBUSTNESS_REPORT=$(abspath $(FUZZ_REPORT)) \
+		$(PY) -m pytest tests/test_stateful.py tests/test_fuzz_list.py tests/test_faults.py \
+		tests/test_stress.py tests/test_security.py
+	out=$$(cd fuzz && cargo run --release --quiet --bin list_reader -- $(FUZZ_ITERATIONS)) && \
+		echo "$$out" && echo "$$out" >> $(abspath $(FUZZ_REPORT))
 
 bench: build  ## side-by-side benchmark against the standard library
 	$(PY) benches/bench.py

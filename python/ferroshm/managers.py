@@ -133,6 +133,16 @@ def _read_frame(fd: int) -> bytes:
     return bytes(buf[_HEADER.size :])
 
 
+_HANGUP = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
+
+
+def _poll_hangup(fd: int) -> bool:
+    """Whether the peer of socket `fd` has hung up (without waiting)."""
+    poller = select.poll()
+    poller.register(fd, _HANGUP)
+    return any(events & _HANGUP for _, events in poller.poll(0))
+
+
 class _ChannelLost(Exception):
     """The connection to the server broke during a request."""
 
@@ -152,7 +162,10 @@ class _Channel:
         self._fd = conn.fileno()
         self.pid = os.getpid()
         # Whether segments created here may be handed over with a one-way
-        # message (Unix sockets, where a send to a closed server fails).
+        # message: over a Unix socket (where a send to a closed server
+        # fails), from a process that shares the server's resource tracker
+        # (which holds the segment from its creation on, so that a caller
+        # killed before the hand-over leaks nothing).
         self.adopts = adopts
 
     def call(self, op: str, args: tuple) -> Any:
@@ -179,6 +192,10 @@ class _Channel:
     def adopt(self, path: str) -> None:
         """Hand the segment at `path` over to the server."""
         try:
+            # A one-way message to a server that has gone can still be
+            # accepted by the socket: look for the hang-up first.
+            if _poll_hangup(self._fd):
+                raise ConnectionResetError(errno.ECONNRESET, "the SharedMemoryManager server hung up")
             _write_frame(self._fd, _ADOPT + path.encode("ascii"))
         except OSError as exc:
             self.close()
@@ -284,6 +301,16 @@ def _register_all(paths: List[str]) -> None:
 def _write_all(fd: int, data: bytes) -> None:
     if data and os.write(fd, data) != len(data):
         raise OSError(errno.EIO, "short write to the resource tracker")
+
+
+def _tracker_identity() -> Optional[Tuple[int, int]]:
+    """Identify this process's resource tracker by its pipe: processes that
+    share a tracker hold the same pipe."""
+    try:
+        st = os.fstat(resource_tracker.getfd())  # type: ignore[arg-type]
+    except Exception:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def _attach_list(name: str) -> ShareableList:
@@ -617,7 +644,7 @@ class SharedMemoryServer(Server):
             channel = _ServedChannel(c.fileno())
             self._channels[id(channel)] = channel
         try:
-            c.send(("#RETURN", channel.sock.family == socket.AF_UNIX))
+            c.send(("#RETURN", (_tracker_identity(), channel.sock.family == socket.AF_UNIX)))
             self._serve_channel(channel)
         finally:
             with self._channels_cond:
@@ -951,7 +978,7 @@ class SharedMemoryManager(BaseManager):
         except OSError as exc:
             raise _unreachable_error(exc, self._address) from exc
         try:
-            adopts = dispatch(conn, None, "open_channel")
+            tracker, unix = dispatch(conn, None, "open_channel")
         except RemoteError as exc:
             conn.close()
             if "open_channel" in str(exc):  # "'open_channel' unrecognized"
@@ -960,7 +987,8 @@ class SharedMemoryManager(BaseManager):
         except BaseException:
             conn.close()
             raise
-        return _Channel(conn, adopts)
+        shares_tracker = tracker is not None and tuple(tracker) == _tracker_identity()
+        return _Channel(conn, bool(unix and shares_tracker))
 
     def _drop_channel(self) -> None:
         channel = getattr(self._local, "channel", None)
@@ -1006,8 +1034,12 @@ class SharedMemoryManager(BaseManager):
             ) from lost.__cause__
 
     def _hand_over(self, channel: _Channel, size: int) -> SharedMemory:
-        """Create a segment here and hand it to the server."""
-        shm = SharedMemory(None, create=True, size=size, track=False)
+        """Create a segment here and hand it to the server. It is registered
+        with the resource tracker this process shares with the server from
+        the moment it exists (the server's own registration is the same
+        entry), so it is cleaned up even if this process dies before the
+        hand-over."""
+        shm = SharedMemory(None, create=True, size=size)
         path = str(shm._name)
         try:
             try:
@@ -1019,6 +1051,8 @@ class SharedMemoryManager(BaseManager):
                 # A connection the server dropped, or no server any more:
                 # a new connection works, or raises the right error.
                 self._channel().adopt(path)
+            # The server owns it now: this handle must not unregister it.
+            shm._track = False
         except BaseException as exc:
             # The server does not have it: it must not outlive this call.
             shm.close()
