@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: help demo test build build-dev test-rust test-python bench lint clean fuzz
+.PHONY: help demo test build build-dev test-rust test-stubs test-python bench lint clean fuzz
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -26,10 +26,13 @@ build-dev: $(VENV)/.deps  ## build the extension in debug mode into .venv
 demo: build  ## run the NumPy pipeline demo, ferroshm next to the stdlib
 	$(PY) examples/numpy_pipeline.py
 
-test: build test-rust test-python  ## build, then run every test
+test: build test-rust test-stubs test-python  ## build, then run every test
 
 test-rust:  ## cargo test of the Rust core
 	cargo test --release
+
+test-stubs:  ## check python/ferroshm/_native.pyi against the built module (mypy stubtest)
+	$(PY) -m mypy.stubtest ferroshm._native
 
 test-python:  ## pytest, with CPython's own shared-memory tests
 	$(PY) -m pytest

@@ -21,6 +21,9 @@ else:
 # The types a ShareableList stores (subclasses are stored as these).
 _SLT = TypeVar("_SLT", int, float, bool, str, bytes, None)
 
+__all__ = ["Segment", "Mapping", "unlink", "random_name", "ShareableList", "ListIter", "read_list"]
+
+@final
 class Segment:
     """An open, mapped segment; ``close()`` drops this handle's hold on it."""
 
@@ -49,11 +52,16 @@ class Segment:
     def created(self) -> bool: ...
     @property
     def closed(self) -> bool: ...
+    @property
+    def identity(self) -> Tuple[int, int]:
+        """(device, inode) of the object: equal for handles on the same
+        object, different for an object re-created under the same name."""
     def memoryview(self) -> memoryview:
         """A new writable 1-D memoryview of format 'B' over the mapping; it
         keeps the mapping alive by itself."""
     def close(self) -> None: ...
 
+@final
 class Mapping:
     """The buffer exporter behind ``SharedMemory.buf``."""
 
