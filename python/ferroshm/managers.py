@@ -57,6 +57,7 @@ import errno
 import fcntl
 import os
 import pickle
+import secrets
 import select
 import signal
 import socket
@@ -71,6 +72,9 @@ from multiprocessing.managers import BaseManager, RemoteError, Server
 from multiprocessing.managers import State, dispatch  # type: ignore[attr-defined]
 from traceback import format_exc
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+# Where segments appear as files (Linux); hand-over orphans are found there.
+_SEGMENT_DIR = "/dev/shm"
 
 from . import _native
 from . import shared_memory as _shared_memory
@@ -154,19 +158,19 @@ class _ChannelLost(Exception):
 class _Channel:
     """One process's (one thread's) authenticated connection to a server."""
 
-    __slots__ = ("_conn", "_fd", "pid", "adopts")
+    __slots__ = ("_conn", "_fd", "pid", "handover_prefix")
     stdlib_server = False
 
-    def __init__(self, conn: Any, adopts: bool) -> None:
+    def __init__(self, conn: Any, handover_prefix: Optional[str]) -> None:
         self._conn = conn
         self._fd = conn.fileno()
         self.pid = os.getpid()
-        # Whether segments created here may be handed over with a one-way
-        # message: over a Unix socket (where a send to a closed server
-        # fails), from a process that shares the server's resource tracker
-        # (which holds the segment from its creation on, so that a caller
-        # killed before the hand-over leaks nothing).
-        self.adopts = adopts
+        # Segments created here may be handed over with a one-way message
+        # when the connection is a Unix socket (where a send to a closed
+        # server fails). They are named with this prefix, which is the
+        # server's: whatever a caller killed before the hand-over leaves
+        # behind, the server finds by name and unlinks when it stops.
+        self.handover_prefix = handover_prefix
 
     def call(self, op: str, args: tuple) -> Any:
         request = _CALL + pickle.dumps((op, args), _PICKLE_PROTOCOL)
@@ -223,7 +227,7 @@ class _StdlibServerChannel:
     handed over with ``track_segment`` on a connection of their own."""
 
     stdlib_server = True
-    adopts = False
+    handover_prefix = None
     closed = False
 
     def __init__(self, client: Callable[..., Any], address: Any, authkey: bytes) -> None:
@@ -303,14 +307,17 @@ def _write_all(fd: int, data: bytes) -> None:
         raise OSError(errno.EIO, "short write to the resource tracker")
 
 
-def _tracker_identity() -> Optional[Tuple[int, int]]:
-    """Identify this process's resource tracker by its pipe: processes that
-    share a tracker hold the same pipe."""
-    try:
-        st = os.fstat(resource_tracker.getfd())  # type: ignore[arg-type]
-    except Exception:
-        return None
-    return (st.st_dev, st.st_ino)
+def _unlink_orphans(prefix: str) -> None:
+    """Unlink the segments named with a server's hand-over prefix that are
+    left: those whose creator died before handing them over."""
+    if not os.path.isdir(_SEGMENT_DIR):
+        return
+    for entry in os.listdir(_SEGMENT_DIR):
+        if entry.startswith(prefix):
+            try:
+                _native.unlink("/" + entry)
+            except OSError:
+                pass
 
 
 def _attach_list(name: str) -> ShareableList:
@@ -537,6 +544,8 @@ class SharedMemoryServer(Server):
         if isinstance(address, bytes):
             address = os.fsdecode(address)
         self.shared_memory_context = _SegmentRegistry(f"shm_{address}_{os.getpid()}")
+        # The name prefix of segments clients create and hand over.
+        self._handover_prefix = f"psm_{secrets.token_hex(4)}_"
         # Open channels, by id.
         self._channels: Dict[int, _ServedChannel] = {}
         self._channels_cond = threading.Condition()
@@ -564,9 +573,11 @@ class SharedMemoryServer(Server):
             sys.exit(0)
 
     def _release_all(self) -> None:
-        """Take what clients sent, then unlink every segment."""
+        """Take what clients sent, then unlink every segment, and whatever a
+        client died before handing over."""
         self._close_channels()
         self.shared_memory_context.unlink()
+        _unlink_orphans(self._handover_prefix)
 
     def _close_channels(self) -> None:
         # No new channels; channels stop taking messages (a client's next
@@ -644,7 +655,8 @@ class SharedMemoryServer(Server):
             channel = _ServedChannel(c.fileno())
             self._channels[id(channel)] = channel
         try:
-            c.send(("#RETURN", (_tracker_identity(), channel.sock.family == socket.AF_UNIX)))
+            unix = channel.sock.family == socket.AF_UNIX
+            c.send(("#RETURN", self._handover_prefix if unix else None))
             self._serve_channel(channel)
         finally:
             with self._channels_cond:
@@ -978,7 +990,7 @@ class SharedMemoryManager(BaseManager):
         except OSError as exc:
             raise _unreachable_error(exc, self._address) from exc
         try:
-            tracker, unix = dispatch(conn, None, "open_channel")
+            handover_prefix = dispatch(conn, None, "open_channel")
         except RemoteError as exc:
             conn.close()
             if "open_channel" in str(exc):  # "'open_channel' unrecognized"
@@ -987,8 +999,7 @@ class SharedMemoryManager(BaseManager):
         except BaseException:
             conn.close()
             raise
-        shares_tracker = tracker is not None and tuple(tracker) == _tracker_identity()
-        return _Channel(conn, bool(unix and shares_tracker))
+        return _Channel(conn, handover_prefix)
 
     def _drop_channel(self) -> None:
         channel = getattr(self._local, "channel", None)
@@ -1034,12 +1045,17 @@ class SharedMemoryManager(BaseManager):
             ) from lost.__cause__
 
     def _hand_over(self, channel: _Channel, size: int) -> SharedMemory:
-        """Create a segment here and hand it to the server. It is registered
-        with the resource tracker this process shares with the server from
-        the moment it exists (the server's own registration is the same
-        entry), so it is cleaned up even if this process dies before the
-        hand-over."""
-        shm = SharedMemory(None, create=True, size=size)
+        """Create a segment here and hand it to the server. Its name carries
+        the server's hand-over prefix, so that the server removes it even if
+        this process dies before the hand-over."""
+        prefix = channel.handover_prefix
+        assert prefix is not None
+        while True:
+            try:
+                shm = SharedMemory(prefix + secrets.token_hex(4), create=True, size=size, track=False)
+                break
+            except FileExistsError:
+                continue
         path = str(shm._name)
         try:
             try:
@@ -1051,8 +1067,6 @@ class SharedMemoryManager(BaseManager):
                 # A connection the server dropped, or no server any more:
                 # a new connection works, or raises the right error.
                 self._channel().adopt(path)
-            # The server owns it now: this handle must not unregister it.
-            shm._track = False
         except BaseException as exc:
             # The server does not have it: it must not outlive this call.
             shm.close()
@@ -1078,7 +1092,7 @@ class SharedMemoryManager(BaseManager):
         channel = self._channel()
         if channel.stdlib_server:
             return channel.shared_memory(size, name)
-        if name is None and channel.adopts:
+        if name is None and channel.handover_prefix is not None:
             return self._hand_over(channel, size)
         segment_name, _ = self._request("SharedMemory", size, name)
         return SharedMemory(segment_name, track=False)
