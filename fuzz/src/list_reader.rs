@@ -201,34 +201,12 @@ fn word(rng: &mut Rng) -> [u8; 8] {
     }
 }
 
-enum Owned {
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-    None,
-    Str(String),
-    Bytes(Vec<u8>),
-}
-
-impl Owned {
-    fn item(&self) -> ItemRef<'_> {
-        match self {
-            Owned::Int(v) => ItemRef::Int(*v),
-            Owned::Float(v) => ItemRef::Float(*v),
-            Owned::Bool(v) => ItemRef::Bool(*v),
-            Owned::None => ItemRef::None,
-            Owned::Str(s) => ItemRef::Str(s),
-            Owned::Bytes(b) => ItemRef::Bytes(b),
-        }
-    }
-}
-
-fn random_item(rng: &mut Rng) -> Owned {
+fn random_item(rng: &mut Rng) -> Value {
     match rng.below(6) {
-        0 => Owned::Int(if rng.chance(50) { WORDS[rng.below(WORDS.len())] } else { rng.next() as i64 }),
-        1 => Owned::Float(f64::from_bits(rng.next())),
-        2 => Owned::Bool(rng.chance(50)),
-        3 => Owned::None,
+        0 => Value::Int(if rng.chance(50) { WORDS[rng.below(WORDS.len())] } else { rng.next() as i64 }),
+        1 => Value::Float(f64::from_bits(rng.next())),
+        2 => Value::Bool(rng.chance(50)),
+        3 => Value::None,
         4 => {
             let n = rng.below(30);
             let s: String = (0..n)
@@ -239,11 +217,11 @@ fn random_item(rng: &mut Rng) -> Owned {
                     _ => char::from(b'a' + rng.below(26) as u8),
                 })
                 .collect();
-            Owned::Str(s)
+            Value::Str(s)
         }
         _ => {
             let n = rng.below(30);
-            Owned::Bytes(rng.bytes(n))
+            Value::Bytes(rng.bytes(n))
         }
     }
 }
@@ -270,8 +248,8 @@ fn same(a: &Value, b: &Value) -> bool {
     }
 }
 
-fn encode(items: &[Owned]) -> Vec<u8> {
-    let refs: Vec<ItemRef<'_>> = items.iter().map(Owned::item).collect();
+fn encode(items: &[Value]) -> Vec<u8> {
+    let refs: Vec<ItemRef<'_>> = items.iter().map(Value::as_item).collect();
     let size = encoded_size(&refs).expect("small lists fit");
     let mem = RawMem::zeroed(size);
     write_new(&mem, &refs).expect("valid list");
@@ -352,7 +330,7 @@ fn read_all(view: &ListView, len: usize, stats: &mut Stats) {
     let _ = view.get_all();
 }
 
-fn exercise(input: &[u8], valid: Option<&[Owned]>, rng: &mut Rng, stats: &mut Stats) {
+fn exercise(input: &[u8], valid: Option<&[Value]>, rng: &mut Rng, stats: &mut Stats) {
     stats.inputs += 1;
     remember(input);
     let guarded = Guarded::new(input);
@@ -376,16 +354,16 @@ fn exercise(input: &[u8], valid: Option<&[Owned]>, rng: &mut Rng, stats: &mut St
                 assert_eq!(stats.item_errors, errors, "an item of a valid list was refused");
                 for (i, item) in items.iter().enumerate() {
                     let got = view.get(i).unwrap();
-                    assert!(same(&got, &read_back(&item.item())), "item {i}: {got:?}");
+                    assert!(same(&got, &read_back(&item.as_item())), "item {i}: {got:?}");
                 }
             }
             for _ in 0..=n.min(6) {
                 let i = rng.below(n + 1);
                 let item = random_item(rng);
                 stats.writes += 1;
-                if view.set(i, item.item()).is_ok() {
+                if view.set(i, item.as_item()).is_ok() {
                     let got = view.get(i).expect("a written item reads back");
-                    assert!(same(&got, &read_back(&item.item())), "item {i} wrote {got:?}");
+                    assert!(same(&got, &read_back(&item.as_item())), "item {i} wrote {got:?}");
                 }
             }
             assert_eq!(guarded.contents()[end..], before[end..], "a write landed past the layout");
@@ -428,7 +406,7 @@ fn main() {
     let mut stats = Stats::default();
     for _ in 0..iterations {
         let mode = rng.below(10);
-        let items: Vec<Owned> = (0..rng.below(11)).map(|_| random_item(&mut rng)).collect();
+        let items: Vec<Value> = (0..rng.below(11)).map(|_| random_item(&mut rng)).collect();
         let (input, valid) = match mode {
             0..=2 => {
                 let n = rng.below(600);
