@@ -35,6 +35,7 @@ class Segment:
         size: Optional[int] = None,
         reserve: bool = True,
         announce: Optional[Tuple[int, bytes, bytes]] = None,
+        announce_first: bool = False,
     ) -> Segment:
         """Open ``name`` (leading '/' included) with ``open(2)`` flags and
         mode; ``size`` is what a newly created object is truncated to.

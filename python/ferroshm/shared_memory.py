@@ -102,7 +102,8 @@ def _announcement(name):
     """What ``_native.Segment.open`` needs to register ``name`` with the
     resource tracker the moment it creates the segment, before sizing it
     (for a large segment, the slow part): ``(fd, register, unregister)``,
-    with ``fd`` a duplicate of the tracker's pipe that the caller closes.
+    with ``fd`` a duplicate of the tracker's pipe that ``Segment.open``
+    closes.
 
     Registering only after the segment is complete, as the standard library
     does, leaves a window in which a SIGKILL leaks the segment for good;
@@ -134,13 +135,15 @@ def _announcement(name):
     )
 
 
-def _open_segment(name, flags, mode, size, track):
+def _open_segment(name, flags, mode, size, track, random_name=False):
+    # A fresh random name is announced before it is even created (if it
+    # turns out to be taken, the announcement is taken back); a name the
+    # caller chose, or one this process has registered already, may be
+    # someone's, so it is announced only once this call has created it.
     announce = _announcement(name) if track and flags & os.O_CREAT else None
-    try:
-        return _native.Segment.open(name, flags, mode, size, announce=announce)
-    finally:
-        if announce is not None:
-            os.close(announce[0])
+    first = random_name and name not in _registered
+    # Segment.open closes the announcement's descriptor itself.
+    return _native.Segment.open(name, flags, mode, size, announce=announce, announce_first=first)
 
 
 def _check_trackable(name):
@@ -212,7 +215,7 @@ class SharedMemory:
                 if track:
                     _check_trackable(name)
                 try:
-                    segment = _open_segment(name, flags, mode, new_size, track)
+                    segment = _open_segment(name, flags, mode, new_size, track, random_name=True)
                 except FileExistsError:
                     continue
                 break

@@ -93,6 +93,20 @@ impl Format {
     /// (`"q"`, `"d"`, `"xxxxxxx?"`, `"xxxxxx?x"`, `"<digits>s"`), followed by
     /// nothing but NUL padding; `None` for anything else.
     pub(crate) fn parse(raw: &[u8; 8]) -> Option<Format> {
+        // The formats CPython writes most, recognised as one word.
+        const INT: u64 = u64::from_ne_bytes(*b"q\0\0\0\0\0\0\0");
+        const FLOAT: u64 = u64::from_ne_bytes(*b"d\0\0\0\0\0\0\0");
+        const BOOL: u64 = u64::from_ne_bytes(*b"xxxxxxx?");
+        const NONE: u64 = u64::from_ne_bytes(*b"xxxxxx?x");
+        const BYTES8: u64 = u64::from_ne_bytes(*b"8s\0\0\0\0\0\0");
+        match u64::from_ne_bytes(*raw) {
+            INT => return Some(Format::Int),
+            FLOAT => return Some(Format::Float),
+            BOOL => return Some(Format::Bool),
+            NONE => return Some(Format::None),
+            BYTES8 => return Some(Format::Bytes(8)),
+            _ => {}
+        }
         let text = trim_nuls(raw);
         if text.len() < raw.len() && raw[text.len()..].iter().any(|&b| b != 0) {
             return None; // an embedded NUL: struct would reject it too

@@ -56,29 +56,46 @@ impl SegmentPy {
     /// closed before this returns; a failure leaves nothing open, and removes
     /// the object only if this call created it.
     ///
-    /// `announce`, when given, is `(fd, register, unregister)`: if this call
+    /// `announce`, when given, is `(fd, register, unregister)`, and `fd` is
+    /// closed before this returns: if this call
     /// creates the object, `register` is written to `fd` (the resource
     /// tracker's pipe) at once, before the object is sized and its pages
     /// reserved, so that a process killed during a large create leaves
     /// nothing behind; `unregister` is written if the call then fails.
     /// `announced` tells whether `register` was written; if the write fails,
-    /// creation goes on and the caller registers the usual way.
+    /// creation goes on and the caller registers the usual way. With
+    /// `announce_first`, for fresh random names only, `register` is written
+    /// before the exclusive create itself, closing the last window (a
+    /// SIGKILL during `shm_open`); on `FileExistsError`, `unregister`
+    /// follows.
     #[staticmethod]
-    #[pyo3(signature = (name, flags, mode=0o600, size=None, reserve=true, announce=None))]
+    #[pyo3(signature = (name, flags, mode=0o600, size=None, reserve=true, announce=None, announce_first=false))]
     fn open(
         py: Python<'_>,
         name: &str,
         flags: i32,
         mode: u32,
-        size: Option<i64>,
+        size: Option<&Bound<'_, PyAny>>,
         reserve: bool,
         announce: Option<(i32, Vec<u8>, Vec<u8>)>,
+        announce_first: bool,
     ) -> PyResult<Self> {
         // Sizes are taken as off_t, as os.ftruncate takes them: too large an
-        // int is an OverflowError before anything exists.
-        let size = size
-            .map(|s| usize::try_from(s).map_err(|_| PyValueError::new_err("'size' must be a positive integer")))
-            .transpose()?;
+        // int is an OverflowError before anything exists. (Converted here,
+        // not by the argument parser, so that the announcement's descriptor
+        // is closed on this error too.)
+        let size = match size.map(|s| s.extract::<i64>()).transpose().and_then(|size| {
+            size.map(|s| usize::try_from(s).map_err(|_| PyValueError::new_err("'size' must be a positive integer")))
+                .transpose()
+        }) {
+            Ok(size) => size,
+            Err(e) => {
+                if let Some((fd, _, _)) = &announce {
+                    segment::close_fd(*fd);
+                }
+                return Err(e);
+            }
+        };
         let opts = OpenOptions { flags, mode, size, reserve };
         let mut announced = false;
         let retract = |announced: bool| {
@@ -88,18 +105,32 @@ impl SegmentPy {
                 let _ = segment::write_to_fd(*fd, unregister);
             }
         };
+        // The announcement's descriptor is this call's to close: closing it
+        // here, not in Python after the return, leaves no point at which a
+        // signal handler could lose the new segment.
+        let close_announce_fd = || {
+            if let Some((fd, _, _)) = &announce {
+                segment::close_fd(*fd);
+            }
+        };
         let opened = py.detach(|| {
-            Segment::open_with_hook(name, &opts, &mut || {
+            let mut hook = || {
                 if let Some((fd, register, _)) = &announce {
                     announced = segment::write_to_fd(*fd, register).is_ok();
                 }
                 Ok(())
-            })
+            };
+            if announce_first && opts.flags & libc::O_EXCL != 0 {
+                Segment::open_announced(name, &opts, &mut hook)
+            } else {
+                Segment::open_with_hook(name, &opts, &mut hook)
+            }
         });
         let seg = match opened {
             Ok(seg) => seg,
             Err(e) => {
                 retract(announced);
+                close_announce_fd();
                 return Err(segment_error(&e, name));
             }
         };
@@ -116,8 +147,10 @@ impl SegmentPy {
                 let _ = segment::unlink(name);
                 retract(announced);
             }
+            close_announce_fd();
             return Err(interrupted);
         }
+        close_announce_fd();
         Ok(SegmentPy {
             announced,
             name: name.to_owned(),

@@ -126,7 +126,26 @@ impl Segment {
         if name.as_bytes().contains(&0) {
             return Err(SegmentError::EmbeddedNul);
         }
-        let (map, created) = os::open_and_map(name, opts, created)?;
+        let (map, created) = os::open_and_map(name, opts, created, false)?;
+        Ok(Segment { name: name.to_owned(), map, created })
+    }
+
+    /// As [`Segment::open_with_hook`], but `announce` runs before the
+    /// object is created, so that no moment exists at which the object
+    /// exists unannounced (a SIGKILL during `shm_open` itself). For names
+    /// that cannot belong to anyone else (fresh random ones): if the name is
+    /// taken after all, the call fails with `EEXIST` after `announce` ran,
+    /// and the caller takes its announcement back. If `announce` fails,
+    /// nothing is created.
+    pub fn open_announced(
+        name: &str,
+        opts: &OpenOptions,
+        announce: &mut dyn FnMut() -> io::Result<()>,
+    ) -> Result<Segment, SegmentError> {
+        if name.as_bytes().contains(&0) {
+            return Err(SegmentError::EmbeddedNul);
+        }
+        let (map, created) = os::open_and_map(name, opts, announce, true)?;
         Ok(Segment { name: name.to_owned(), map, created })
     }
 
@@ -221,6 +240,13 @@ pub fn unlink(name: &str) -> io::Result<()> {
 #[cfg(unix)]
 pub fn write_to_fd(fd: i32, msg: &[u8]) -> io::Result<()> {
     os::write_all_fd(fd, msg)
+}
+
+/// Close a descriptor handed over by a caller (e.g. a duplicate of a
+/// resource tracker's pipe), ignoring errors as nothing can be done.
+#[cfg(unix)]
+pub fn close_fd(fd: i32) {
+    os::close_fd(fd)
 }
 
 /// A fresh random name in CPython's style: `prefix` followed by hex digits

@@ -102,8 +102,12 @@ pub(super) fn open_and_map(
     name: &str,
     opts: &OpenOptions,
     hook: &mut dyn FnMut() -> io::Result<()>,
+    hook_first: bool,
 ) -> Result<(Mapping, bool), SegmentError> {
     let cname = cstring(name)?;
+    if hook_first {
+        hook()?;
+    }
     let (fd, created) = if opts.flags & libc::O_CREAT != 0 && opts.flags & libc::O_EXCL == 0 {
         // Open-or-create: try to create first, so that we know whether a
         // later failure may remove the object.
@@ -117,7 +121,7 @@ pub(super) fn open_and_map(
     } else {
         (shm_open(&cname, opts.flags, opts.mode)?, opts.flags & libc::O_CREAT != 0)
     };
-    let hooked = if created { hook().map_err(SegmentError::from) } else { Ok(()) };
+    let hooked = if created && !hook_first { hook().map_err(SegmentError::from) } else { Ok(()) };
     match hooked.and_then(|()| size_and_map(&fd, opts)) {
         Ok(map) => Ok((map, created)),
         Err(e) => {
@@ -194,6 +198,10 @@ fn reserve(fd: &Fd, len: libc::off_t) -> io::Result<bool> {
 #[cfg(not(target_os = "linux"))]
 fn reserve(_fd: &Fd, _len: libc::off_t) -> io::Result<bool> {
     Ok(false)
+}
+
+pub(super) fn close_fd(fd: i32) {
+    drop(Fd(fd));
 }
 
 pub(super) fn unlink(name: &str) -> io::Result<()> {
