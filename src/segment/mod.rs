@@ -123,11 +123,7 @@ impl Segment {
         opts: &OpenOptions,
         created: &mut dyn FnMut() -> io::Result<()>,
     ) -> Result<Segment, SegmentError> {
-        if name.as_bytes().contains(&0) {
-            return Err(SegmentError::EmbeddedNul);
-        }
-        let (map, created) = os::open_and_map(name, opts, created, false)?;
-        Ok(Segment { name: name.to_owned(), map, created })
+        Segment::open_hooked(name, opts, created, false)
     }
 
     /// As [`Segment::open_with_hook`], but `announce` runs before the
@@ -142,10 +138,19 @@ impl Segment {
         opts: &OpenOptions,
         announce: &mut dyn FnMut() -> io::Result<()>,
     ) -> Result<Segment, SegmentError> {
+        Segment::open_hooked(name, opts, announce, true)
+    }
+
+    fn open_hooked(
+        name: &str,
+        opts: &OpenOptions,
+        hook: &mut dyn FnMut() -> io::Result<()>,
+        hook_first: bool,
+    ) -> Result<Segment, SegmentError> {
         if name.as_bytes().contains(&0) {
             return Err(SegmentError::EmbeddedNul);
         }
-        let (map, created) = os::open_and_map(name, opts, announce, true)?;
+        let (map, created) = os::open_and_map(name, opts, hook, hook_first)?;
         Ok(Segment { name: name.to_owned(), map, created })
     }
 
