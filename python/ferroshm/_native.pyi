@@ -34,14 +34,15 @@ class Segment:
         mode: int = 0o600,
         size: Optional[int] = None,
         reserve: bool = True,
-        announce: Optional[Tuple[int, bytes, bytes]] = None,
-        announce_first: bool = False,
+        announce: Optional[Tuple[int, bytes, bytes, bool]] = None,
     ) -> Segment:
         """Open ``name`` (leading '/' included) with ``open(2)`` flags and
         mode; ``size`` is what a newly created object is truncated to.
-        ``announce`` is ``(fd, register, unregister)``: if this call creates
-        the object, ``register`` is written to ``fd`` at once, before the
-        object is sized (``unregister`` if the call then fails)."""
+        ``announce`` is ``(fd, register, unregister, first)``; ``fd`` is
+        closed before this returns. If this call creates the object,
+        ``register`` is written to ``fd`` at once, before the object is sized
+        (with ``first``, before it is even created), and ``unregister`` if
+        the call then fails."""
     @property
     def announced(self) -> bool:
         """Whether ``open`` wrote its ``announce`` registration."""

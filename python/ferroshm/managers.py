@@ -267,9 +267,6 @@ class _StdlibServerChannel:
 
 # -- resource tracker ---------------------------------------------------------
 
-_stdlib_register = resource_tracker.register
-
-
 # ferroshm's own sender: one pipe write, and it keeps its record of what this
 # process registered right.
 _tracker_send = _shared_memory._tracker_send
@@ -278,9 +275,9 @@ _tracker_send = _shared_memory._tracker_send
 def _register_all(paths: List[str]) -> None:
     """REGISTER every path with this process's resource tracker: with as few
     pipe writes as can be (each write wakes the tracker), else one by one."""
-    tracker = getattr(resource_tracker, "_resource_tracker", None)
-    lock = getattr(tracker, "_lock", None)
-    if len(paths) > 1 and lock is not None and resource_tracker.register is _stdlib_register:
+    direct = _shared_memory._direct_tracker()
+    if len(paths) > 1 and direct is not None:
+        tracker, lock = direct
         with lock:
             fd = getattr(tracker, "_fd", None)
             if fd is not None:

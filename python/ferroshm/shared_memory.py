@@ -54,6 +54,19 @@ _stdlib_unregister = resource_tracker.unregister
 _registered = {}
 
 
+def _direct_tracker():
+    """The standard library's resource tracker object and its lock, when its
+    pipe may be written to directly: the tracker has the shape this code
+    knows, and neither ``register`` nor ``unregister`` was replaced (by a
+    test or a user, who then expects every message to go through them).
+    None otherwise."""
+    if resource_tracker.register is not _stdlib_register or resource_tracker.unregister is not _stdlib_unregister:
+        return None
+    tracker = getattr(resource_tracker, "_resource_tracker", None)
+    lock = getattr(tracker, "_lock", None)
+    return None if lock is None else (tracker, lock)
+
+
 def _tracker_send(cmd, name, identity=None):
     """Send ``cmd`` ("REGISTER" or "UNREGISTER") for segment ``name`` to the
     standard library's resource tracker, the one the whole process tree
@@ -67,14 +80,9 @@ def _tracker_send(cmd, name, identity=None):
     user), the standard library's own function does it, relaunching the
     tracker if needed.
     """
-    tracker = getattr(resource_tracker, "_resource_tracker", None)
-    lock = getattr(tracker, "_lock", None)
-    if (
-        lock is not None
-        and getattr(tracker, "_fd", None) is not None
-        and resource_tracker.register is _stdlib_register
-        and resource_tracker.unregister is _stdlib_unregister
-    ):
+    direct = _direct_tracker()
+    if direct is not None and direct[0]._fd is not None:
+        tracker, lock = direct
         if cmd == "REGISTER":
             if identity is not None and _registered.get(name) == identity:
                 return
@@ -98,24 +106,23 @@ def _tracker_send(cmd, name, identity=None):
         resource_tracker.unregister(name, "shared_memory")
 
 
-def _announcement(name):
+def _announcement(name, first):
     """What ``_native.Segment.open`` needs to register ``name`` with the
     resource tracker the moment it creates the segment, before sizing it
-    (for a large segment, the slow part): ``(fd, register, unregister)``,
-    with ``fd`` a duplicate of the tracker's pipe that ``Segment.open``
-    closes.
+    (for a large segment, the slow part): ``(fd, register, unregister,
+    first)``, with ``fd`` a duplicate of the tracker's pipe that
+    ``Segment.open`` closes, and ``first`` whether to announce before the
+    segment is even created (see _open_segment).
 
     Registering only after the segment is complete, as the standard library
     does, leaves a window in which a SIGKILL leaks the segment for good;
     with reserved pages that window grows with the size. None when the
     tracker cannot be written to directly (see _tracker_send); the caller
     then registers afterwards."""
-    if resource_tracker.register is not _stdlib_register or resource_tracker.unregister is not _stdlib_unregister:
+    direct = _direct_tracker()
+    if direct is None:
         return None
-    tracker = getattr(resource_tracker, "_resource_tracker", None)
-    lock = getattr(tracker, "_lock", None)
-    if lock is None:
-        return None
+    tracker, lock = direct
     if getattr(tracker, "_fd", None) is None:
         try:
             tracker.ensure_running()
@@ -132,6 +139,7 @@ def _announcement(name):
         fd,
         f"REGISTER:{name}:shared_memory\n".encode("ascii"),
         f"UNREGISTER:{name}:shared_memory\n".encode("ascii"),
+        first,
     )
 
 
@@ -140,10 +148,10 @@ def _open_segment(name, flags, mode, size, track, random_name=False):
     # turns out to be taken, the announcement is taken back); a name the
     # caller chose, or one this process has registered already, may be
     # someone's, so it is announced only once this call has created it.
-    announce = _announcement(name) if track and flags & os.O_CREAT else None
     first = random_name and name not in _registered
+    announce = _announcement(name, first) if track and flags & os.O_CREAT else None
     # Segment.open closes the announcement's descriptor itself.
-    return _native.Segment.open(name, flags, mode, size, announce=announce, announce_first=first)
+    return _native.Segment.open(name, flags, mode, size, announce=announce)
 
 
 def _check_trackable(name):

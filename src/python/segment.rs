@@ -56,7 +56,7 @@ impl SegmentPy {
     /// closed before this returns; a failure leaves nothing open, and removes
     /// the object only if this call created it.
     ///
-    /// `announce`, when given, is `(fd, register, unregister)`, and `fd` is
+    /// `announce`, when given, is `(fd, register, unregister, first)`, and `fd` is
     /// closed before this returns: if this call
     /// creates the object, `register` is written to `fd` (the resource
     /// tracker's pipe) at once, before the object is sized and its pages
@@ -64,12 +64,12 @@ impl SegmentPy {
     /// nothing behind; `unregister` is written if the call then fails.
     /// `announced` tells whether `register` was written; if the write fails,
     /// creation goes on and the caller registers the usual way. With
-    /// `announce_first`, for fresh random names only, `register` is written
+    /// `first`, for fresh random names only, `register` is written
     /// before the exclusive create itself, closing the last window (a
     /// SIGKILL during `shm_open`); on `FileExistsError`, `unregister`
     /// follows.
     #[staticmethod]
-    #[pyo3(signature = (name, flags, mode=0o600, size=None, reserve=true, announce=None, announce_first=false))]
+    #[pyo3(signature = (name, flags, mode=0o600, size=None, reserve=true, announce=None))]
     fn open(
         py: Python<'_>,
         name: &str,
@@ -77,8 +77,7 @@ impl SegmentPy {
         mode: u32,
         size: Option<&Bound<'_, PyAny>>,
         reserve: bool,
-        announce: Option<(i32, Vec<u8>, Vec<u8>)>,
-        announce_first: bool,
+        announce: Option<(i32, Vec<u8>, Vec<u8>, bool)>,
     ) -> PyResult<Self> {
         // Sizes are taken as off_t, as os.ftruncate takes them: too large an
         // int is an OverflowError before anything exists. (Converted here,
@@ -90,7 +89,7 @@ impl SegmentPy {
         }) {
             Ok(size) => size,
             Err(e) => {
-                if let Some((fd, _, _)) = &announce {
+                if let Some((fd, ..)) = &announce {
                     segment::close_fd(*fd);
                 }
                 return Err(e);
@@ -99,7 +98,7 @@ impl SegmentPy {
         let opts = OpenOptions { flags, mode, size, reserve };
         let mut announced = false;
         let retract = |announced: bool| {
-            if let (true, Some((fd, _, unregister))) = (announced, &announce) {
+            if let (true, Some((fd, _, unregister, _))) = (announced, &announce) {
                 // Best effort: the tracker would only warn about a name
                 // that no longer exists.
                 let _ = segment::write_to_fd(*fd, unregister);
@@ -109,18 +108,19 @@ impl SegmentPy {
         // here, not in Python after the return, leaves no point at which a
         // signal handler could lose the new segment.
         let close_announce_fd = || {
-            if let Some((fd, _, _)) = &announce {
+            if let Some((fd, ..)) = &announce {
                 segment::close_fd(*fd);
             }
         };
         let opened = py.detach(|| {
             let mut hook = || {
-                if let Some((fd, register, _)) = &announce {
+                if let Some((fd, register, ..)) = &announce {
                     announced = segment::write_to_fd(*fd, register).is_ok();
                 }
                 Ok(())
             };
-            if announce_first && opts.flags & libc::O_EXCL != 0 {
+            let first = announce.as_ref().is_some_and(|(.., first)| *first);
+            if first && opts.flags & libc::O_EXCL != 0 {
                 Segment::open_announced(name, &opts, &mut hook)
             } else {
                 Segment::open_with_hook(name, &opts, &mut hook)
