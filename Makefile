@@ -26,7 +26,7 @@ build-dev: $(VENV)/.deps  ## build the extension in debug mode into .venv
 demo: build  ## run the NumPy pipeline demo, ferroshm next to the stdlib
 	$(PY) examples/numpy_pipeline.py
 
-test: build test-rust test-stubs test-python  ## build, then run every test
+test: build lint test-rust test-stubs test-python  ## build, then lint and run every test
 
 test-rust:  ## cargo test of the Rust core
 	cargo test --release
@@ -55,9 +55,11 @@ fuzz: build  ## long robustness runs: stateful, list fuzzing, faults, stress; th
 bench: build  ## side-by-side benchmark against the standard library
 	$(PY) benches/bench.py
 
-lint: $(VENV)/.deps  ## clippy and rustfmt check
-	cargo clippy --release --all-targets -- -D warnings
+lint:  ## rustfmt check, then clippy of the core and of the bindings
 	cargo fmt --check
+	cd fuzz && cargo fmt --check
+	cargo clippy --release --all-targets -- -D warnings
+	cargo clippy --release --all-targets --features python -- -D warnings
 
 clean:
 	rm -rf $(VENV) target

@@ -87,7 +87,14 @@ impl Guarded {
         // SAFETY: both ranges are whole pages inside the mapping just made.
         unsafe {
             assert_eq!(libc::mprotect(base.cast(), PAGE, libc::PROT_NONE), 0);
-            assert_eq!(libc::mprotect(base.add((body_pages + 1) * PAGE).cast(), PAGE, libc::PROT_NONE), 0);
+            assert_eq!(
+                libc::mprotect(
+                    base.add((body_pages + 1) * PAGE).cast(),
+                    PAGE,
+                    libc::PROT_NONE
+                ),
+                0
+            );
         }
         // SAFETY: offsets inside the mapping.
         let (body_start, body_end) = unsafe { (base.add(PAGE), base.add((body_pages + 1) * PAGE)) };
@@ -98,7 +105,14 @@ impl Guarded {
             std::ptr::write_bytes(body_start, CANARY, body_pages * PAGE);
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), block, len);
         }
-        Guarded { base, total, body_start, body_end, block, len }
+        Guarded {
+            base,
+            total,
+            body_start,
+            body_end,
+            block,
+            len,
+        }
     }
 
     fn mem(&self) -> RawMem {
@@ -119,8 +133,12 @@ impl Guarded {
             let below = self.block.offset_from(self.body_start) as usize;
             let above_start = self.block.add(self.len);
             let above = self.body_end.offset_from(above_start) as usize;
-            std::slice::from_raw_parts(self.body_start, below).iter().all(|&b| b == CANARY)
-                && std::slice::from_raw_parts(above_start, above).iter().all(|&b| b == CANARY)
+            std::slice::from_raw_parts(self.body_start, below)
+                .iter()
+                .all(|&b| b == CANARY)
+                && std::slice::from_raw_parts(above_start, above)
+                    .iter()
+                    .all(|&b| b == CANARY)
         }
     }
 }
@@ -178,13 +196,63 @@ fn hex(bytes: &[u8]) -> String {
 // --- inputs -----------------------------------------------------------------------
 
 const WORDS: &[i64] = &[
-    0, 1, 2, 3, 4, 7, 8, 9, 15, 16, 17, 255, 256, 4095, 4096, 4097, 0x7fff_ffff, 0x8000_0000,
-    1 << 32, 1 << 40, 1 << 48, 1 << 56, 1 << 62, i64::MAX, -1, -2, -8, i32::MIN as i64, i64::MIN,
+    0,
+    1,
+    2,
+    3,
+    4,
+    7,
+    8,
+    9,
+    15,
+    16,
+    17,
+    255,
+    256,
+    4095,
+    4096,
+    4097,
+    0x7fff_ffff,
+    0x8000_0000,
+    1 << 32,
+    1 << 40,
+    1 << 48,
+    1 << 56,
+    1 << 62,
+    i64::MAX,
+    -1,
+    -2,
+    -8,
+    i32::MIN as i64,
+    i64::MIN,
 ];
 const FORMATS: &[&[u8]] = &[
-    b"q", b"d", b"xxxxxxx?", b"xxxxxx?x", b"8s", b"16s", b"0s", b"1s", b"7s", b"9s", b"-8s",
-    b"9999999s", b"99999999", b"s", b"8", b"8S", b"8p", b"Q", b"i", b"?", b"q\0\0\0x", b" 8s",
-    b"+8s", b"08s", b"1e3s", b"\xff\xff\xff\xff\xff\xff\xff\xff",
+    b"q",
+    b"d",
+    b"xxxxxxx?",
+    b"xxxxxx?x",
+    b"8s",
+    b"16s",
+    b"0s",
+    b"1s",
+    b"7s",
+    b"9s",
+    b"-8s",
+    b"9999999s",
+    b"99999999",
+    b"s",
+    b"8",
+    b"8S",
+    b"8p",
+    b"Q",
+    b"i",
+    b"?",
+    b"q\0\0\0x",
+    b" 8s",
+    b"+8s",
+    b"08s",
+    b"1e3s",
+    b"\xff\xff\xff\xff\xff\xff\xff\xff",
 ];
 
 fn word(rng: &mut Rng) -> [u8; 8] {
@@ -203,7 +271,11 @@ fn word(rng: &mut Rng) -> [u8; 8] {
 
 fn random_item(rng: &mut Rng) -> Value {
     match rng.below(6) {
-        0 => Value::Int(if rng.chance(50) { WORDS[rng.below(WORDS.len())] } else { rng.next() as i64 }),
+        0 => Value::Int(if rng.chance(50) {
+            WORDS[rng.below(WORDS.len())]
+        } else {
+            rng.next() as i64
+        }),
         1 => Value::Float(f64::from_bits(rng.next())),
         2 => Value::Bool(rng.chance(50)),
         3 => Value::None,
@@ -262,7 +334,11 @@ fn mutate(rng: &mut Rng, mut buf: Vec<u8>) -> Vec<u8> {
             0 | 1 if buf.len() >= 8 => {
                 // Header words most of the time, anywhere otherwise.
                 let words = buf.len() / 8;
-                let k = if rng.chance(60) { rng.below(words.min(4)) } else { rng.below(words) };
+                let k = if rng.chance(60) {
+                    rng.below(words.min(4))
+                } else {
+                    rng.below(words)
+                };
                 buf[8 * k..8 * k + 8].copy_from_slice(&word(rng));
             }
             2 if !buf.is_empty() => {
@@ -324,7 +400,10 @@ fn read_all(view: &ListView, len: usize, stats: &mut Stats) {
         }
         let _ = view.format_of(i);
     }
-    assert!(view.get(n).is_err(), "index {n} of a {n}-item list was accepted");
+    assert!(
+        view.get(n).is_err(),
+        "index {n} of a {n}-item list was accepted"
+    );
     let _ = view.live_len();
     let _ = view.format();
     let _ = view.get_all();
@@ -351,7 +430,10 @@ fn exercise(input: &[u8], valid: Option<&[Value]>, rng: &mut Rng, stats: &mut St
             read_all(&view, len, stats);
             assert_eq!(guarded.contents(), before, "reading changed the block");
             if let Some(items) = valid {
-                assert_eq!(stats.item_errors, errors, "an item of a valid list was refused");
+                assert_eq!(
+                    stats.item_errors, errors,
+                    "an item of a valid list was refused"
+                );
                 for (i, item) in items.iter().enumerate() {
                     let got = view.get(i).unwrap();
                     assert!(same(&got, &read_back(&item.as_item())), "item {i}: {got:?}");
@@ -363,10 +445,17 @@ fn exercise(input: &[u8], valid: Option<&[Value]>, rng: &mut Rng, stats: &mut St
                 stats.writes += 1;
                 if view.set(i, item.as_item()).is_ok() {
                     let got = view.get(i).expect("a written item reads back");
-                    assert!(same(&got, &read_back(&item.as_item())), "item {i} wrote {got:?}");
+                    assert!(
+                        same(&got, &read_back(&item.as_item())),
+                        "item {i} wrote {got:?}"
+                    );
                 }
             }
-            assert_eq!(guarded.contents()[end..], before[end..], "a write landed past the layout");
+            assert_eq!(
+                guarded.contents()[end..],
+                before[end..],
+                "a write landed past the layout"
+            );
             // A hostile peer rewrites header words under the attached view.
             for _ in 0..rng.below(4) {
                 let k = rng.below(n + 2);
@@ -385,20 +474,39 @@ fn exercise(input: &[u8], valid: Option<&[Value]>, rng: &mut Rng, stats: &mut St
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let iterations: u64 = args.next().map_or(200_000, |a| a.parse().expect("ITERATIONS"));
+    let iterations: u64 = args
+        .next()
+        .map_or(200_000, |a| a.parse().expect("ITERATIONS"));
     let seed: u64 = args.next().map_or_else(
-        || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1,
+        || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        },
         |a| a.parse().expect("SEED"),
     );
     // SAFETY: installing a handler that only calls async-signal-safe functions.
     unsafe {
-        libc::signal(libc::SIGSEGV, on_fault as extern "C" fn(libc::c_int) as libc::sighandler_t);
-        libc::signal(libc::SIGBUS, on_fault as extern "C" fn(libc::c_int) as libc::sighandler_t);
+        libc::signal(
+            libc::SIGSEGV,
+            on_fault as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGBUS,
+            on_fault as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
     }
     thread_local!(static INPUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) });
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        INPUT.with(|i| eprintln!("list_reader: panic on input (seed {seed}): {}", hex(&i.borrow())));
+        INPUT.with(|i| {
+            eprintln!(
+                "list_reader: panic on input (seed {seed}): {}",
+                hex(&i.borrow())
+            )
+        });
         default_hook(info);
     }));
 

@@ -173,7 +173,10 @@ impl ListSizer {
     #[inline]
     pub fn push(&mut self, item: &ItemRef<'_>) -> Result<(), ListError> {
         let slot = slot_size(self.n, item)?;
-        self.data_len = self.data_len.checked_add(slot).ok_or(ListError::SizeOverflow)?;
+        self.data_len = self
+            .data_len
+            .checked_add(slot)
+            .ok_or(ListError::SizeOverflow)?;
         self.n += 1;
         Ok(())
     }
@@ -211,7 +214,10 @@ impl<'m> ListWriter<'m> {
     pub fn new(mem: &'m RawMem, sizer: &ListSizer) -> Result<ListWriter<'m>, ListError> {
         let size = sizer.size()?;
         if mem.len() < size {
-            return Err(ListError::SegmentTooSmall { needed: size, len: mem.len() });
+            return Err(ListError::SegmentTooSmall {
+                needed: size,
+                len: mem.len(),
+            });
         }
         // Values are stored as aligned words: refuse a misaligned block
         // before writing anything rather than half-way through.
@@ -219,10 +225,18 @@ impl<'m> ListWriter<'m> {
             return Err(ListError::Misaligned { offset: 0 });
         }
         let out = mem.writer()?;
-        let layout = Layout { n: sizer.n, data_len: sizer.data_len };
+        let layout = Layout {
+            n: sizer.n,
+            data_len: sizer.data_len,
+        };
         out.put_u64(0, layout.n as u64);
         out.put_u64(Layout::offset_entry(0), 0);
-        Ok(ListWriter { out, slot_start: layout.data_start(), layout, index: 0 })
+        Ok(ListWriter {
+            out,
+            slot_start: layout.data_start(),
+            layout,
+            index: 0,
+        })
     }
 
     /// Write the next item: its value, its offset, its format, its code.
@@ -239,10 +253,17 @@ impl<'m> ListWriter<'m> {
         }
         self.slot_start += slot_len;
         let offset = self.slot_start - self.layout.data_start();
-        self.out.put_u64(Layout::offset_entry(index + 1), offset as u64);
-        let spelled = Format::for_item(item, slot_len).encode().ok_or(ListError::SizeOverflow)?;
-        self.out.put_u64(self.layout.formats_start() + 8 * index, u64::from_ne_bytes(spelled));
-        self.out.put_u8(self.layout.codes_start() + index, Format::code_for(item));
+        self.out
+            .put_u64(Layout::offset_entry(index + 1), offset as u64);
+        let spelled = Format::for_item(item, slot_len)
+            .encode()
+            .ok_or(ListError::SizeOverflow)?;
+        self.out.put_u64(
+            self.layout.formats_start() + 8 * index,
+            u64::from_ne_bytes(spelled),
+        );
+        self.out
+            .put_u8(self.layout.codes_start() + index, Format::code_for(item));
         self.index += 1;
         Ok(())
     }

@@ -340,7 +340,10 @@ impl BlockWriter<'_> {
     /// Store `v` at `off` (which must be 8-aligned) in one aligned store.
     #[inline]
     pub(crate) fn put_u64(&self, off: usize, v: u64) {
-        assert!(off <= self.mem.len.saturating_sub(8), "store past the end of the block");
+        assert!(
+            off <= self.mem.len.saturating_sub(8),
+            "store past the end of the block"
+        );
         let p = self.mem.ptr.wrapping_add(off);
         assert!(p as usize % 8 == 0, "misaligned word store");
         // SAFETY: the 8 bytes at `p` lie inside the block (asserted above)

@@ -188,8 +188,12 @@ impl ListView {
         }
         Ok(match format {
             Format::Int => f(ItemRef::Int(self.mem.load_u64(slot.start)? as i64)),
-            Format::Float => f(ItemRef::Float(f64::from_bits(self.mem.load_u64(slot.start)?))),
-            Format::Bool => f(ItemRef::Bool(self.mem.load_u64(slot.start)?.to_ne_bytes()[7] != 0)),
+            Format::Float => f(ItemRef::Float(f64::from_bits(
+                self.mem.load_u64(slot.start)?,
+            ))),
+            Format::Bool => f(ItemRef::Bool(
+                self.mem.load_u64(slot.start)?.to_ne_bytes()[7] != 0,
+            )),
             // `format_and_code` pairs the None format with code 3 only.
             Format::None => f(ItemRef::None),
             Format::Bytes(n) => {
@@ -208,7 +212,13 @@ impl ListView {
                 if code == CODE_STR {
                     match std::str::from_utf8(bytes) {
                         Ok(s) => f(ItemRef::Str(s)),
-                        Err(error) => return Err(ListError::Utf8 { index: i, bytes: bytes.to_vec(), error }),
+                        Err(error) => {
+                            return Err(ListError::Utf8 {
+                                index: i,
+                                bytes: bytes.to_vec(),
+                                error,
+                            })
+                        }
                     }
                 } else {
                     f(ItemRef::Bytes(bytes))

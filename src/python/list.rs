@@ -4,7 +4,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use pyo3::exceptions::{PyAttributeError, PyIndexError, PyOverflowError, PyTypeError, PyValueError};
+use pyo3::exceptions::{
+    PyAttributeError, PyIndexError, PyOverflowError, PyTypeError, PyValueError,
+};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
@@ -44,15 +46,21 @@ fn helpers(py: Python<'_>) -> PyResult<&PyHelpers> {
 /// (or, where it would misbehave, the one a list would).
 fn list_error(py: Python<'_>, err: ListError, setting: bool) -> PyErr {
     match err {
-        ListError::IndexOutOfRange if setting => PyIndexError::new_err("assignment index out of range"),
+        ListError::IndexOutOfRange if setting => {
+            PyIndexError::new_err("assignment index out of range")
+        }
         ListError::IndexOutOfRange => PyIndexError::new_err("index out of range"),
-        ListError::ExceedsStorage => PyValueError::new_err("bytes/str item exceeds available storage"),
+        ListError::ExceedsStorage => {
+            PyValueError::new_err("bytes/str item exceeds available storage")
+        }
         ListError::SizeOverflow => PyOverflowError::new_err(err.to_string()),
         ListError::ReadOnly => PyTypeError::new_err(err.to_string()),
         // Decoding again gives exactly the error (message included) that
         // the standard library's `value.rstrip(b'\x00').decode('utf8')`
         // raises; this is the error path only.
-        ListError::Utf8 { bytes, error, .. } => match PyBytes::new(py, &bytes).call_method1("decode", ("utf-8",)) {
+        ListError::Utf8 { bytes, error, .. } => match PyBytes::new(py, &bytes)
+            .call_method1("decode", ("utf-8",))
+        {
             Err(e) => e,
             Ok(_) => match pyo3::exceptions::PyUnicodeDecodeError::new_utf8(py, &bytes, error) {
                 Ok(exc) => PyErr::from_value(exc.into_any()),
@@ -100,7 +108,12 @@ fn to_item<'a>(py: Python<'_>, obj: &'a Bound<'_, PyAny>) -> PyResult<ItemRef<'a
     if let Ok(b) = obj.downcast::<PyBytes>() {
         return Ok(ItemRef::Bytes(b.as_bytes()));
     }
-    Err(PyErr::from_value(helpers(py)?.item_type_error.bind(py).call1((obj.get_type(),))?))
+    Err(PyErr::from_value(
+        helpers(py)?
+            .item_type_error
+            .bind(py)
+            .call1((obj.get_type(),))?,
+    ))
 }
 
 /// An int as a 64-bit item; too large an int is the standard library's
@@ -218,7 +231,14 @@ enum Position<'py> {
 /// Subclasses work as with the standard library's pure-Python class: their
 /// instances take attributes, and a subclass's own ``__init__`` creates or
 /// attaches the list by calling ``super().__init__(sequence, name=name)``.
-#[pyclass(name = "ShareableList", module = "ferroshm.shared_memory", subclass, frozen, dict, weakref)]
+#[pyclass(
+    name = "ShareableList",
+    module = "ferroshm.shared_memory",
+    subclass,
+    frozen,
+    dict,
+    weakref
+)]
 pub(crate) struct ShareableListPy {
     /// Set exactly once: by `__new__` for the class itself and for
     /// subclasses that keep its `__init__`; by `__init__` for subclasses
@@ -264,7 +284,9 @@ fn unexpected_arguments(args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyD
         .and_then(|k| k.keys().iter().next())
         .and_then(|k| k.str().ok().map(|s| s.to_string()))
         .unwrap_or_default();
-    PyTypeError::new_err(format!("ShareableList.__init__() got an unexpected keyword argument '{key}'"))
+    PyTypeError::new_err(format!(
+        "ShareableList.__init__() got an unexpected keyword argument '{key}'"
+    ))
 }
 
 impl ShareableListPy {
@@ -284,12 +306,21 @@ impl ShareableListPy {
 
     /// Resolve a Python index the way list does: ints (and objects with
     /// __index__) in [-len, len), or a slice.
-    fn position<'py>(&self, py: Python<'_>, index: &Bound<'py, PyAny>, setting: bool) -> PyResult<Position<'py>> {
+    fn position<'py>(
+        &self,
+        py: Python<'_>,
+        index: &Bound<'py, PyAny>,
+        setting: bool,
+    ) -> PyResult<Position<'py>> {
         let n = self.view()?.len();
         let i: isize = if let Ok(i) = index.downcast::<PyInt>() {
             match i.extract::<isize>() {
                 Ok(i) => i,
-                Err(_) => return Err(PyIndexError::new_err("cannot fit 'int' into an index-sized integer")),
+                Err(_) => {
+                    return Err(PyIndexError::new_err(
+                        "cannot fit 'int' into an index-sized integer",
+                    ))
+                }
             }
         } else if let Ok(s) = index.downcast::<PySlice>() {
             return Ok(Position::Slice(s.clone()));
@@ -319,7 +350,9 @@ impl ShareableListPy {
     }
 
     fn get(&self, py: Python<'_>, i: usize) -> PyResult<Py<PyAny>> {
-        self.view()?.get_with(i, |item| to_py(py, item)).map_err(|e| list_error(py, e, false))?
+        self.view()?
+            .get_with(i, |item| to_py(py, item))
+            .map_err(|e| list_error(py, e, false))?
     }
 
     fn open(shm: Bound<'_, PyAny>) -> PyResult<Opened> {
@@ -364,7 +397,12 @@ impl ShareableListPy {
                 let shm = shm_class.call((name_arg,), Some(&kwargs))?;
                 let (segment, closed, mem, shm) = Self::open(shm)?;
                 match ListView::attach(mem) {
-                    Ok(view) => Ok(Attached { view, closed, shm, _segment: segment }),
+                    Ok(view) => Ok(Attached {
+                        view,
+                        closed,
+                        shm,
+                        _segment: segment,
+                    }),
                     Err(e) => {
                         shm.bind(py).call_method0("close")?;
                         Err(list_error(py, e, false))
@@ -413,7 +451,11 @@ impl ShareableListPy {
                             Some(item) => writer.push(&item)?,
                             None => match to_item(py, o) {
                                 Ok(item) => writer.push(&item)?,
-                                Err(_) => return Err(ListError::Corrupt("an item changed while the list was created".into())),
+                                Err(_) => {
+                                    return Err(ListError::Corrupt(
+                                        "an item changed while the list was created".into(),
+                                    ))
+                                }
                             },
                         }
                     }
@@ -438,7 +480,12 @@ impl ShareableListPy {
                             shm.call_method0("unlink")?;
                             return Err(interrupted);
                         }
-                        Ok(Attached { view, closed, shm, _segment: segment })
+                        Ok(Attached {
+                            view,
+                            closed,
+                            shm,
+                            _segment: segment,
+                        })
                     }
                     Err(e) => {
                         let shm = shm.bind(py);
@@ -523,34 +570,50 @@ impl ShareableListPy {
         }
     }
 
-    fn __setitem__(&self, py: Python<'_>, index: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn __setitem__(
+        &self,
+        py: Python<'_>,
+        index: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let i = match self.position(py, index, true)? {
             Position::At(i) => i,
-            Position::Slice(_) => {
-                return Err(PyTypeError::new_err(
-                    "ShareableList does not support slice assignment (its length and slots are fixed)",
-                ))
-            }
+            Position::Slice(_) => return Err(PyTypeError::new_err(
+                "ShareableList does not support slice assignment (its length and slots are fixed)",
+            )),
         };
         let item = to_item(py, value)?;
-        self.view()?.set(i, item).map_err(|e| list_error(py, e, true))
+        self.view()?
+            .set(i, item)
+            .map_err(|e| list_error(py, e, true))
     }
 
     /// The number of items, read from shared memory on every call as the
     /// standard library does.
     fn __len__(&self) -> PyResult<usize> {
         let view = self.view()?;
-        view.live_len().map_err(|e| PyValueError::new_err(e.to_string()))
+        view.live_len()
+            .map_err(|e| PyValueError::new_err(e.to_string()))
     }
 
     fn __iter__(slf: Bound<'_, Self>) -> PyResult<ListIter> {
         let n = slf.get().view()?.len() as isize;
-        Ok(ListIter { list: slf.unbind(), next: 0, stop: n, step: 1 })
+        Ok(ListIter {
+            list: slf.unbind(),
+            next: 0,
+            stop: n,
+            step: 1,
+        })
     }
 
     fn __reversed__(slf: Bound<'_, Self>) -> PyResult<ListIter> {
         let n = slf.get().view()?.len() as isize;
-        Ok(ListIter { list: slf.unbind(), next: n - 1, stop: -1, step: -1 })
+        Ok(ListIter {
+            list: slf.unbind(),
+            next: n - 1,
+            stop: -1,
+            step: -1,
+        })
     }
 
     fn __contains__(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<bool> {
@@ -581,7 +644,10 @@ impl ShareableListPy {
                 return Ok(i);
             }
         }
-        Err(PyValueError::new_err(format!("{} not in this container", value.repr()?)))
+        Err(PyValueError::new_err(format!(
+            "{} not in this container",
+            value.repr()?
+        )))
     }
 
     /// The struct formats of all items, joined (e.g. ``'8sqd'``).
@@ -595,7 +661,9 @@ impl ShareableListPy {
     fn shm(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         match self.list.get() {
             Some(attached) => Ok(attached.shm.clone_ref(py)),
-            None => Err(PyAttributeError::new_err("'ShareableList' object has no attribute 'shm'")),
+            None => Err(PyAttributeError::new_err(
+                "'ShareableList' object has no attribute 'shm'",
+            )),
         }
     }
 
@@ -607,14 +675,18 @@ impl ShareableListPy {
         if j < 0 || j >= n {
             return Err(PyIndexError::new_err("Requested position out of range."));
         }
-        view.format_of(j as usize).map_err(|e| list_error(py, e, false))
+        view.format_of(j as usize)
+            .map_err(|e| list_error(py, e, false))
     }
 
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
         let py = slf.py();
         let kwargs = PyDict::new(py);
         kwargs.set_item("name", slf.get().attached()?.shm.bind(py).getattr("name")?)?;
-        let factory = helpers(py)?.partial.bind(py).call((slf.get_type(),), Some(&kwargs))?;
+        let factory = helpers(py)?
+            .partial
+            .bind(py)
+            .call((slf.get_type(),), Some(&kwargs))?;
         PyTuple::new(py, [factory.into_any(), PyTuple::empty(py).into_any()])
     }
 
@@ -630,8 +702,14 @@ impl ShareableListPy {
     }
 
     #[classmethod]
-    fn __class_getitem__<'py>(cls: &Bound<'py, PyType>, item: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        helpers(cls.py())?.generic_alias.bind(cls.py()).call1((cls, item))
+    fn __class_getitem__<'py>(
+        cls: &Bound<'py, PyType>,
+        item: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        helpers(cls.py())?
+            .generic_alias
+            .bind(cls.py())
+            .call1((cls, item))
     }
 
     /// Close the list's shared memory (``self.shm.close()``); the segment

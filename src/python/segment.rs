@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::{PyBufferError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyMemoryView;
-use pyo3::ffi;
 
 use super::errors::{os_error, segment_error};
 use crate::segment::{self, OpenOptions, Segment};
@@ -83,10 +83,16 @@ impl SegmentPy {
         // int is an OverflowError before anything exists. (Converted here,
         // not by the argument parser, so that the announcement's descriptor
         // is closed on this error too.)
-        let size = match size.map(|s| s.extract::<i64>()).transpose().and_then(|size| {
-            size.map(|s| usize::try_from(s).map_err(|_| PyValueError::new_err("'size' must be a positive integer")))
+        let size = match size
+            .map(|s| s.extract::<i64>())
+            .transpose()
+            .and_then(|size| {
+                size.map(|s| {
+                    usize::try_from(s)
+                        .map_err(|_| PyValueError::new_err("'size' must be a positive integer"))
+                })
                 .transpose()
-        }) {
+            }) {
             Ok(size) => size,
             Err(e) => {
                 if let Some((fd, ..)) = &announce {
@@ -95,7 +101,12 @@ impl SegmentPy {
                 return Err(e);
             }
         };
-        let opts = OpenOptions { flags, mode, size, reserve };
+        let opts = OpenOptions {
+            flags,
+            mode,
+            size,
+            reserve,
+        };
         let mut announced = false;
         let retract = |announced: bool| {
             if let (true, Some((fd, _, unregister, _))) = (announced, &announce) {
@@ -203,7 +214,13 @@ impl SegmentPy {
     /// It keeps the mapping alive by itself, whatever happens to this handle.
     fn memoryview<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyMemoryView>> {
         let (seg, _) = self.share()?;
-        let exporter = Bound::new(py, MappingPy { len: seg.len() as ffi::Py_ssize_t, seg })?;
+        let exporter = Bound::new(
+            py,
+            MappingPy {
+                len: seg.len() as ffi::Py_ssize_t,
+                seg,
+            },
+        )?;
         PyMemoryView::from(exporter.as_any())
     }
 
@@ -220,7 +237,10 @@ impl SegmentPy {
 
     fn __repr__(&self) -> String {
         let state = if self.closed() { "closed" } else { "open" };
-        format!("<ferroshm._native.Segment {:?} size={} {}>", self.name, self.size, state)
+        format!(
+            "<ferroshm._native.Segment {:?} size={} {}>",
+            self.name, self.size, state
+        )
     }
 }
 
@@ -235,7 +255,11 @@ pub(crate) struct MappingPy {
 impl MappingPy {
     /// # Safety
     /// Called by the interpreter with a valid `view` to fill in.
-    unsafe fn __getbuffer__(slf: Bound<'_, Self>, view: *mut ffi::Py_buffer, flags: c_int) -> PyResult<()> {
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
         if view.is_null() {
             return Err(PyBufferError::new_err("view is null"));
         }
@@ -263,7 +287,11 @@ impl MappingPy {
                 std::ptr::null_mut()
             };
             (*view).ndim = 1;
-            (*view).shape = if flags & ffi::PyBUF_ND == ffi::PyBUF_ND { &mut (*view).len } else { std::ptr::null_mut() };
+            (*view).shape = if flags & ffi::PyBUF_ND == ffi::PyBUF_ND {
+                &mut (*view).len
+            } else {
+                std::ptr::null_mut()
+            };
             (*view).strides = if flags & ffi::PyBUF_STRIDES == ffi::PyBUF_STRIDES {
                 &mut (*view).itemsize
             } else {
@@ -291,7 +319,8 @@ fn unlink(py: Python<'_>, name: &str) -> PyResult<()> {
     if name.as_bytes().contains(&0) {
         return Err(PyValueError::new_err("embedded null character"));
     }
-    py.detach(|| segment::unlink(name)).map_err(|e| os_error(&e, name))
+    py.detach(|| segment::unlink(name))
+        .map_err(|e| os_error(&e, name))
 }
 
 /// `prefix` followed by random hex digits, `length` characters in all.

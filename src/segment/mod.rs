@@ -48,7 +48,12 @@ impl OpenOptions {
 
     /// Open an existing segment for reading and writing.
     pub fn attach() -> Self {
-        OpenOptions { flags: libc::O_RDWR, mode: 0o600, size: None, reserve: false }
+        OpenOptions {
+            flags: libc::O_RDWR,
+            mode: 0o600,
+            size: None,
+            reserve: false,
+        }
     }
 
     fn writable(&self) -> bool {
@@ -151,7 +156,11 @@ impl Segment {
             return Err(SegmentError::EmbeddedNul);
         }
         let (map, created) = os::open_and_map(name, opts, hook, hook_first)?;
-        Ok(Segment { name: name.to_owned(), map, created })
+        Ok(Segment {
+            name: name.to_owned(),
+            map,
+            created,
+        })
     }
 
     /// The name as passed to `shm_open`, with its leading `/`.
@@ -202,7 +211,9 @@ impl Segment {
         // SAFETY: the range was checked to lie inside the mapping, which lives
         // as long as `self`; `dst` is a distinct local buffer, so the regions
         // cannot overlap. A byte copy tolerates concurrent writers.
-        unsafe { std::ptr::copy_nonoverlapping(self.as_ptr().add(offset), dst.as_mut_ptr(), dst.len()) }
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.as_ptr().add(offset), dst.as_mut_ptr(), dst.len())
+        }
     }
 
     /// Copy `src` into the segment at `offset`.
@@ -227,14 +238,20 @@ impl Segment {
 
 impl fmt::Debug for Segment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Segment").field("name", &self.name).field("len", &self.len()).finish()
+        f.debug_struct("Segment")
+            .field("name", &self.name)
+            .field("len", &self.len())
+            .finish()
     }
 }
 
 /// Remove the segment called `name` (with its leading `/`).
 pub fn unlink(name: &str) -> io::Result<()> {
     if name.as_bytes().contains(&0) {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "embedded null character"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "embedded null character",
+        ));
     }
     os::unlink(name)
 }
@@ -296,7 +313,10 @@ mod tests {
         other.read_at(4090, &mut got);
         assert_eq!(&got, b"abcdefg");
         seg.unlink().unwrap();
-        assert_eq!(unlink(&name).unwrap_err().raw_os_error(), Some(libc::ENOENT));
+        assert_eq!(
+            unlink(&name).unwrap_err().raw_os_error(),
+            Some(libc::ENOENT)
+        );
         // The mapping outlives the name.
         other.read_at(4090, &mut got);
         assert_eq!(&got, b"abcdefg");
@@ -324,14 +344,22 @@ mod tests {
 
     #[test]
     fn embedded_nul_is_refused_before_any_call() {
-        assert!(matches!(Segment::open("/a\0b"), Err(SegmentError::EmbeddedNul)));
+        assert!(matches!(
+            Segment::open("/a\0b"),
+            Err(SegmentError::EmbeddedNul)
+        ));
         assert!(unlink("/a\0b").is_err());
     }
 
     #[test]
     fn open_or_create_reports_who_created() {
         let name = unique("d");
-        let opts = OpenOptions { flags: libc::O_CREAT | libc::O_RDWR, mode: 0o600, size: Some(32), reserve: true };
+        let opts = OpenOptions {
+            flags: libc::O_CREAT | libc::O_RDWR,
+            mode: 0o600,
+            size: Some(32),
+            reserve: true,
+        };
         let first = Segment::open_with(&name, &opts).unwrap();
         assert!(first.created());
         let second = Segment::open_with(&name, &opts).unwrap();
@@ -343,8 +371,16 @@ mod tests {
     #[test]
     fn empty_object_is_refused_and_left_alone() {
         let name = unique("e");
-        let opts = OpenOptions { flags: libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, mode: 0o600, size: None, reserve: false };
-        assert!(matches!(Segment::open_with(&name, &opts), Err(SegmentError::Empty)));
+        let opts = OpenOptions {
+            flags: libc::O_CREAT | libc::O_EXCL | libc::O_RDWR,
+            mode: 0o600,
+            size: None,
+            reserve: false,
+        };
+        assert!(matches!(
+            Segment::open_with(&name, &opts),
+            Err(SegmentError::Empty)
+        ));
         // We created it, so the failed call removed it again.
         assert!(matches!(Segment::open(&name), Err(SegmentError::Os(_))));
     }
@@ -355,7 +391,11 @@ mod tests {
         let mut seen = None;
         let seg = Segment::open_with_hook(&name, &OpenOptions::create(4096), &mut || {
             // The object exists (not yet sized) when the hook runs.
-            seen = Some(Segment::open(&name).map(|s| s.len()).map_err(|e| e.to_string()));
+            seen = Some(
+                Segment::open(&name)
+                    .map(|s| s.len())
+                    .map_err(|e| e.to_string()),
+            );
             Ok(())
         })
         .unwrap();
@@ -372,7 +412,9 @@ mod tests {
         let failed = Segment::open_with_hook(&name, &OpenOptions::create(64), &mut || {
             Err(io::Error::from_raw_os_error(libc::EPIPE))
         });
-        assert!(matches!(failed, Err(SegmentError::Os(ref e)) if e.raw_os_error() == Some(libc::EPIPE)));
+        assert!(
+            matches!(failed, Err(SegmentError::Os(ref e)) if e.raw_os_error() == Some(libc::EPIPE))
+        );
         assert!(matches!(Segment::open(&name), Err(SegmentError::Os(_))));
     }
 

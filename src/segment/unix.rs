@@ -90,7 +90,9 @@ fn retry<T: PartialEq + Copy>(fail: T, mut f: impl FnMut() -> T) -> io::Result<T
 
 fn shm_open(name: &CString, flags: i32, mode: u32) -> io::Result<Fd> {
     // SAFETY: `name` is a valid NUL-terminated string for the whole call.
-    let fd = retry(-1, || unsafe { libc::shm_open(name.as_ptr(), flags, mode as libc::mode_t) })?;
+    let fd = retry(-1, || unsafe {
+        libc::shm_open(name.as_ptr(), flags, mode as libc::mode_t)
+    })?;
     Ok(Fd(fd))
 }
 
@@ -113,15 +115,23 @@ pub(super) fn open_and_map(
         // later failure may remove the object.
         match shm_open(&cname, opts.flags | libc::O_EXCL, opts.mode) {
             Ok(fd) => (fd, true),
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                (shm_open(&cname, opts.flags & !libc::O_CREAT, opts.mode)?, false)
-            }
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => (
+                shm_open(&cname, opts.flags & !libc::O_CREAT, opts.mode)?,
+                false,
+            ),
             Err(e) => return Err(e.into()),
         }
     } else {
-        (shm_open(&cname, opts.flags, opts.mode)?, opts.flags & libc::O_CREAT != 0)
+        (
+            shm_open(&cname, opts.flags, opts.mode)?,
+            opts.flags & libc::O_CREAT != 0,
+        )
     };
-    let hooked = if created && !hook_first { hook().map_err(SegmentError::from) } else { Ok(()) };
+    let hooked = if created && !hook_first {
+        hook().map_err(SegmentError::from)
+    } else {
+        Ok(())
+    };
     match hooked.and_then(|()| size_and_map(&fd, opts)) {
         Ok(map) => Ok((map, created)),
         Err(e) => {
@@ -139,8 +149,8 @@ pub(super) fn open_and_map(
 
 fn size_and_map(fd: &Fd, opts: &OpenOptions) -> Result<Mapping, SegmentError> {
     if let Some(size) = opts.size.filter(|&s| s > 0) {
-        let len = libc::off_t::try_from(size)
-            .map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+        let len =
+            libc::off_t::try_from(size).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
         // Reserving the pages also sets the size (fallocate extends the
         // file); only where nothing can be reserved is ftruncate needed.
         if !(opts.reserve && reserve(fd, len)?) {
@@ -152,22 +162,33 @@ fn size_and_map(fd: &Fd, opts: &OpenOptions) -> Result<Mapping, SegmentError> {
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `fd` is open and `st` is a valid out-pointer.
     retry(-1, || unsafe { libc::fstat(fd.0, &mut st) })?;
-    let len = usize::try_from(st.st_size).map_err(|_| io::Error::from_raw_os_error(libc::EOVERFLOW))?;
+    let len =
+        usize::try_from(st.st_size).map_err(|_| io::Error::from_raw_os_error(libc::EOVERFLOW))?;
     if len == 0 {
         return Err(SegmentError::Empty);
     }
     let writable = opts.writable();
-    let prot = if writable { libc::PROT_READ | libc::PROT_WRITE } else { libc::PROT_READ };
+    let prot = if writable {
+        libc::PROT_READ | libc::PROT_WRITE
+    } else {
+        libc::PROT_READ
+    };
     // SAFETY: a fresh shared mapping chosen by the kernel (null hint) of an
     // open descriptor; the result is checked before use.
     let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_SHARED, fd.0, 0) };
     if ptr == libc::MAP_FAILED {
         return Err(io::Error::last_os_error().into());
     }
-    let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
+    let ptr =
+        NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
     #[allow(clippy::unnecessary_cast)] // dev_t/ino_t widths differ by platform
     let identity = (st.st_dev as u64, st.st_ino as u64);
-    Ok(Mapping { ptr, len, writable, identity })
+    Ok(Mapping {
+        ptr,
+        len,
+        writable,
+        identity,
+    })
 }
 
 /// Give the object real pages now, and with them its size, so that running
