@@ -6,9 +6,9 @@ module: same classes, arguments, errors and bytes in shared memory, so
 processes running the standard library and ferroshm share segments.
 """
 
+from ._native import __version__
 from ._stdlib import patch_stdlib
 from .shared_memory import ShareableList, SharedMemory
 from .managers import SharedMemoryManager, SharedMemoryServer
 
 __all__ = ["ShareableList", "SharedMemory", "SharedMemoryManager", "SharedMemoryServer", "patch_stdlib"]
-__version__ = "0.1.0"

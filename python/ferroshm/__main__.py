@@ -33,7 +33,8 @@ from typing import Any, Sequence
 
 from . import _native
 
-SHM_DIR = Path("/dev/shm")
+# Where segments appear as files on this platform (None: nowhere, e.g. macOS).
+SHM_DIR = None if _native.SEGMENT_DIR is None else Path(_native.SEGMENT_DIR)
 PROG = "ferroshm"
 EMPTY_LIST_SIZE = 16
 
@@ -50,7 +51,7 @@ def _os_name(name: str) -> str:
     bare = name.lstrip("/")
     if not bare or "/" in bare or "\0" in bare:
         raise CommandError(f"invalid segment name {name!r}")
-    return "/" + bare
+    return _native.os_name(bare)
 
 
 def _classify(os_name: str, size: int) -> tuple[str, list[tuple[str, Any]] | None]:
@@ -86,7 +87,7 @@ def _info(entry: os.DirEntry[str]) -> dict[str, Any] | None:
     if not stat.S_ISREG(st.st_mode):
         return None
     try:
-        kind, items = _classify("/" + entry.name, st.st_size)
+        kind, items = _classify(_native.os_name(entry.name), st.st_size)
     except FileNotFoundError:  # removed meanwhile
         return None
     return {
@@ -117,6 +118,8 @@ def _age(seconds: float) -> str:
 
 
 def _segment_dir() -> Path:
+    if SHM_DIR is None:
+        raise CommandError("this platform has no directory of segments to list (Linux has /dev/shm)")
     if not SHM_DIR.is_dir():
         raise CommandError(f"{SHM_DIR} does not exist: listing segments needs Linux's /dev/shm")
     return SHM_DIR

@@ -21,7 +21,26 @@ else:
 # The types a ShareableList stores (subclasses are stored as these).
 _SLT = TypeVar("_SLT", int, float, bool, str, bytes, None)
 
-__all__ = ["Segment", "Mapping", "unlink", "random_name", "ShareableList", "ListIter", "read_list"]
+__all__ = [
+    "Segment",
+    "Mapping",
+    "unlink",
+    "random_name",
+    "os_name",
+    "reported_name",
+    "ShareableList",
+    "ListIter",
+    "read_list",
+    "SEGMENT_DIR",
+    "__version__",
+]
+
+__version__: str
+"""The crate's version (Cargo.toml), which is also the package's."""
+
+SEGMENT_DIR: Optional[str]
+"""Where named segments appear as files (Linux: ``/dev/shm``), or None
+where the platform has no such directory."""
 
 @final
 class Segment:
@@ -74,6 +93,14 @@ def unlink(name: str) -> None:
 
 def random_name(prefix: str, length: int) -> str:
     """``prefix`` followed by random hex digits, ``length`` characters in all."""
+
+def os_name(name: str) -> str:
+    """The OS name of the segment Python reports as ``name`` (POSIX: with a
+    leading '/'; a name that has it is returned unchanged)."""
+
+def reported_name(os_name: str) -> str:
+    """The name Python reports for the OS name ``os_name`` (POSIX: without
+    the leading '/')."""
 
 def read_list(name: str) -> list[tuple[str, int | float | bool | str | bytes | None]]:
     """Open the segment ``name`` (leading '/' included) read-only, without the

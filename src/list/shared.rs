@@ -10,7 +10,7 @@
 use std::fmt;
 
 use super::{encoded_size, ItemRef, ListError, ListView, RawMem, Value};
-use crate::segment::{self, OpenOptions, Segment, SegmentError};
+use crate::segment::{self, os_name, OpenOptions, Segment, SegmentError};
 
 /// Why a [`SharedList`] operation failed: the segment could not be created,
 /// opened or unlinked, or the list in it could not be read or written.
@@ -173,8 +173,7 @@ impl SharedList {
     /// The list's name without the leading `/`, as Python's
     /// `ShareableList.shm.name` gives it: pass it to another process.
     pub fn name(&self) -> &str {
-        let os_name = self.segment.name();
-        os_name.strip_prefix('/').unwrap_or(os_name)
+        segment::reported_name(self.segment.name())
     }
 
     /// The number of items (read when the list was attached; a list's length
@@ -259,15 +258,6 @@ impl fmt::Debug for SharedList {
             .field("name", &self.name())
             .field("len", &self.len())
             .finish()
-    }
-}
-
-/// The `shm_open` name for a Python-style name.
-fn os_name(name: &str) -> String {
-    if name.starts_with('/') {
-        name.to_owned()
-    } else {
-        format!("/{name}")
     }
 }
 

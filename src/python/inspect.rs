@@ -23,7 +23,7 @@ fn error(err: SharedListError) -> PyErr {
 /// segment is never written.
 #[pyfunction]
 fn read_list(py: Python<'_>, name: &str) -> PyResult<Vec<(String, Py<PyAny>)>> {
-    if !name.starts_with('/') {
+    if !crate::segment::is_os_name(name) {
         return Err(PyValueError::new_err(
             "the segment name must start with '/'",
         ));

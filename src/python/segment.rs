@@ -329,7 +329,28 @@ fn random_name(prefix: &str, length: usize) -> PyResult<String> {
     segment::random_name(prefix, length).map_err(|e| os_error(&e, prefix))
 }
 
+/// The OS name of the segment Python reports as `name` (POSIX: with a
+/// leading '/'; a name that has it is returned unchanged).
+#[pyfunction]
+fn os_name(name: &str) -> String {
+    segment::os_name(name).into_owned()
+}
+
+/// The name Python reports for the OS name `os_name` (POSIX: without the
+/// leading '/').
+#[pyfunction]
+fn reported_name(os_name: &str) -> &str {
+    segment::reported_name(os_name)
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add(
+        "SEGMENT_DIR",
+        segment::segment_dir().and_then(|d| d.to_str()),
+    )?;
+    m.add_function(wrap_pyfunction!(os_name, m)?)?;
+    m.add_function(wrap_pyfunction!(reported_name, m)?)?;
     m.add_class::<SegmentPy>()?;
     m.add_class::<MappingPy>()?;
     m.add_function(wrap_pyfunction!(unlink, m)?)?;

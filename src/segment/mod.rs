@@ -286,6 +286,30 @@ pub fn random_name(prefix: &str, len: usize) -> io::Result<String> {
     Ok(name)
 }
 
+/// The OS name of the segment that Python reports as `name`
+/// (`SharedMemory.name`, `ShareableList.shm.name`): POSIX names carry a
+/// leading `/` that Python hides. A name that has it already is kept.
+/// This and [`reported_name`] are the one place the rule is written.
+pub fn os_name(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.starts_with('/') {
+        std::borrow::Cow::Borrowed(name)
+    } else {
+        std::borrow::Cow::Owned(format!("/{name}"))
+    }
+}
+
+/// The name Python reports for the OS name `os_name`: without the leading
+/// `/`. The inverse of [`os_name`].
+pub fn reported_name(os_name: &str) -> &str {
+    os_name.strip_prefix('/').unwrap_or(os_name)
+}
+
+/// Whether `name` is a full OS name (POSIX: it starts with `/`), as opposed
+/// to one given the way Python reports it.
+pub fn is_os_name(name: &str) -> bool {
+    name.starts_with('/')
+}
+
 /// Where named segments appear as files, when the platform has such a place.
 pub fn segment_dir() -> Option<&'static std::path::Path> {
     os::SEGMENT_DIR.map(std::path::Path::new)
