@@ -28,8 +28,8 @@ demo: build  ## run the NumPy pipeline demo, ferroshm next to the stdlib
 
 test: build lint test-rust test-stubs test-python  ## build, then lint and run every test
 
-test-rust:  ## cargo test of the Rust core
-	cargo test --release
+test-rust:  ## cargo test of the Rust core, with the tests that compare with CPython (python feature)
+	cargo test --release --features python
 
 test-stubs:  ## check python/ferroshm/_native.pyi against the built module (mypy stubtest)
 	$(PY) -m mypy.stubtest ferroshm._native

@@ -1,50 +1,52 @@
 //! Byte-for-byte comparisons with the real `multiprocessing.shared_memory`
-//! of the system `python3` (3.9+). Each test runs one short `python3 -c`
-//! script that creates its segments, dumps or checks them, and closes and
-//! unlinks them again. Without a usable `python3` the tests print why and
-//! pass.
+//! of the standard library's Python (`$PYTHON`, else `python3`, 3.9+), in
+//! both directions. Each test runs short `python -c` scripts that create
+//! their segments, dump or check them, and close and unlink them again.
+//!
+//! These tests start a Python, so they are built with the `python` feature
+//! only (`cargo test --features python`, which `make test` runs); without a
+//! usable Python they fail.
 
 use std::fmt::Write as _;
 use std::process::Command;
 
+use super::shared::tests::{Name, ITEMS};
 use super::tests::{bytes_of, make, unhex};
 use super::*;
 
-const PRELUDE: &str = "\
-import struct, sys
-if sys.version_info < (3, 9):
-    print('SKIP: ShareableList layout v2 needs Python 3.9+')
-    sys.exit(0)
-from multiprocessing import shared_memory as sm
-";
-
-/// Run `PRELUDE + script` with `python3 -c`; its stdout, or `None` when
-/// there is no suitable Python.
-fn run_python(script: &str) -> Option<String> {
-    let program = format!("{PRELUDE}{script}");
-    let out = match Command::new("python3").arg("-c").arg(&program).output() {
-        Ok(out) => out,
-        Err(e) => {
-            eprintln!("skipping the CPython comparison: cannot run python3: {e}");
-            return None;
-        }
-    };
+/// Run `code` with the standard library's Python and return its stdout.
+/// Fails the test if Python cannot run, fails, or its resource tracker
+/// complains about a leaked segment.
+fn python(code: &str) -> String {
+    let exe = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(&exe)
+        .arg("-c")
+        .arg(code)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {exe} (set PYTHON to a Python 3.9+): {e}"));
+    let stdout = String::from_utf8(out.stdout).unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "python3 failed:\n{program}\n---\n{stderr}"
+        "{exe} failed: {}\n--- program\n{code}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
     );
     // The resource tracker complains at exit about segments left behind.
     assert!(
         !stderr.contains("leaked"),
-        "python3 leaked a segment:\n{stderr}"
+        "{exe} leaked a segment:\n{stderr}"
     );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    if let Some(reason) = stdout.strip_prefix("SKIP") {
-        eprintln!("skipping the CPython comparison{}", reason.trim_end());
-        return None;
-    }
-    Some(stdout)
+    stdout
+}
+
+const PRELUDE: &str = "\
+import struct, sys
+from multiprocessing import shared_memory as sm
+";
+
+/// Run `PRELUDE + script` (see [`python`]).
+fn run_python(script: &str) -> String {
+    python(&format!("{PRELUDE}{script}"))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -172,9 +174,7 @@ for items in cases:
 ",
         literals.join(",\n ")
     );
-    let Some(out) = run_python(&script) else {
-        return;
-    };
+    let out = run_python(&script);
     let dumps: Vec<&str> = out.lines().collect();
     assert_eq!(dumps.len(), cases.len());
     for (k, (items, dump)) in cases.iter().zip(dumps).enumerate() {
@@ -238,9 +238,7 @@ finally:
         py_list(&initial),
         steps.concat()
     );
-    let Some(out) = run_python(&script) else {
-        return;
-    };
+    let out = run_python(&script);
     let lines: Vec<&str> = out.lines().collect();
     let theirs = unhex(lines[0]);
 
@@ -293,9 +291,7 @@ print(fmt)
         hex(&data),
         py_list(&expected_items)
     );
-    let Some(out) = run_python(&script) else {
-        return;
-    };
+    let out = run_python(&script);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "OK");
     assert_eq!(lines[1], view.format().unwrap());
@@ -328,9 +324,7 @@ fn utf8_error_messages_match_cpython() {
 ",
         literals.join(", ")
     );
-    let Some(out) = run_python(&script) else {
-        return;
-    };
+    let out = run_python(&script);
     for (case, theirs) in cases.iter().zip(out.lines()) {
         // Store the bytes as a bytes item, then mark it as str.
         let view = make(&[ItemRef::Bytes(case)]);
@@ -339,4 +333,95 @@ fn utf8_error_messages_match_cpython() {
         assert!(matches!(err, ListError::Utf8 { .. }), "{err:?}");
         assert_eq!(err.to_string(), theirs, "{case:?}");
     }
+}
+
+// --- SharedList and CPython's own ShareableList, both ways ----------------
+
+/// For the `SharedList` tests: attaching registers the segment with
+/// CPython's resource tracker, which would unlink it when the child exits,
+/// so the snippets unregister what they attach to or create.
+const PY_PRELUDE: &str = "
+import sys
+from multiprocessing import resource_tracker
+from multiprocessing.shared_memory import ShareableList
+def untrack(sl):
+    resource_tracker.unregister(sl.shm._name, 'shared_memory')
+";
+
+#[test]
+fn cpython_reads_and_writes_a_list_made_in_rust() {
+    let name = Name::new("py1");
+    let list = SharedList::create(&name, &ITEMS).unwrap();
+    let out = python(&format!(
+        "{PY_PRELUDE}
+sl = ShareableList(name={name:?})
+untrack(sl)
+print(ascii(list(sl)))
+print(sl.format)
+sl[0] = 'seven'
+sl[1] = None
+sl[4] = b'bytes!'
+sl[6] = -1.25
+sl.shm.close()
+",
+        name = &*name
+    ));
+    let mut lines = out.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "[-7, 2.5, True, None, 'h\\xe9llo w\\xf6rld', b'\\x00\\x01ab', 9223372036854775807]"
+    );
+    assert_eq!(lines.next().unwrap(), "qdxxxxxxx?xxxxxx?x16s8sq");
+    assert_eq!(list.get(0).unwrap(), Value::Str("seven".into()));
+    assert_eq!(list.get(1).unwrap(), Value::None);
+    assert_eq!(list.get(4).unwrap(), Value::Bytes(b"bytes!".to_vec()));
+    assert_eq!(list.get(6).unwrap(), Value::Float(-1.25));
+    assert_eq!(list.format().unwrap(), "8sxxxxxx?xxxxxxxx?xxxxxx?x16s8sd");
+    list.unlink().unwrap();
+}
+
+#[test]
+fn rust_reads_and_writes_a_list_made_by_cpython() {
+    let name = Name::new("py2");
+    let out = python(&format!(
+        "{PY_PRELUDE}
+sl = ShareableList([1, b'ab', 'xy', None, True, 1.5, 'a longer string'], name={name:?})
+untrack(sl)
+print(sl.format)
+sl.shm.close()
+",
+        name = &*name
+    ));
+    let list = SharedList::open(&name).unwrap();
+    assert_eq!(out.trim_end(), list.format().unwrap());
+    assert_eq!(
+        list.to_vec().unwrap(),
+        vec![
+            Value::Int(1),
+            Value::Bytes(b"ab".to_vec()),
+            Value::Str("xy".into()),
+            Value::None,
+            Value::Bool(true),
+            Value::Float(1.5),
+            Value::Str("a longer string".into()),
+        ]
+    );
+    list.set(0, ItemRef::Float(0.1)).unwrap();
+    list.set(2, ItemRef::Str("ünï")).unwrap();
+    list.set(3, ItemRef::Bytes(b"\xff")).unwrap();
+    list.set(6, ItemRef::Int(-42)).unwrap();
+    let out = python(&format!(
+        "{PY_PRELUDE}
+sl = ShareableList(name={name:?})
+untrack(sl)
+print(ascii(list(sl)))
+sl.shm.close()
+",
+        name = &*name
+    ));
+    assert_eq!(
+        out.trim_end(),
+        "[0.1, b'ab', '\\xfcn\\xef', b'\\xff', True, 1.5, -42]"
+    );
+    list.unlink().unwrap();
 }

@@ -8,8 +8,9 @@
 //! Python classes, in both directions.
 
 use std::fmt;
+use std::sync::Arc;
 
-use super::{encoded_size, ItemRef, ListError, ListView, RawMem, Value};
+use super::{encoded_size, ItemRef, ListError, ListSizer, ListView, ListWriter, RawMem, Value};
 use crate::segment::{self, os_name, OpenOptions, Segment, SegmentError};
 
 /// Why a [`SharedList`] operation failed: the segment could not be created,
@@ -93,11 +94,17 @@ impl From<ListError> for SharedListError {
 /// calls [`unlink`](SharedList::unlink) (here or in any other process).
 /// Other processes may write the list at any time: every read is validated,
 /// and a corrupt or half-written item is an error, never a panic.
+///
+/// This is also the owner that ferroshm's Python `ShareableList` uses: a
+/// list holds its segment through an [`Arc`], so a segment opened elsewhere
+/// (by a Python `SharedMemory`) can be shared with the list
+/// ([`SharedList::attach`], [`SharedList::write_new`]) and stays mapped for
+/// as long as either needs it.
 pub struct SharedList {
     // Declared before `segment`, so it is dropped before the mapping it
-    // points into is unmapped.
+    // points into can be unmapped.
     view: ListView,
-    segment: Segment,
+    segment: Arc<Segment>,
 }
 
 impl SharedList {
@@ -113,17 +120,14 @@ impl SharedList {
         let os_name = os_name(name);
         let segment =
             Segment::create(&os_name, size).map_err(|e| SharedListError::segment(&os_name, e))?;
-        let mem = raw_mem(&segment);
-        match ListView::create(mem, items) {
-            Ok(view) => Ok(SharedList { view, segment }),
-            Err(e) => {
-                // This call created the segment a moment ago: nobody else
-                // can rely on it yet, so it goes. The list error is what the
-                // caller needs to see; a failed unlink would hide it.
-                let _ = segment.unlink();
-                Err(e.into())
-            }
-        }
+        let segment = Arc::new(segment);
+        SharedList::in_segment(segment.clone(), |mem| super::write_new(mem, items)).map_err(|e| {
+            // This call created the segment a moment ago: nobody else can
+            // rely on it yet, so it goes. The list error is what the caller
+            // needs to see; a failed unlink would hide it.
+            let _ = segment.unlink();
+            e.into()
+        })
     }
 
     /// Create a list of `items` under a fresh random name in CPython's style
@@ -166,7 +170,40 @@ impl SharedList {
         let os_name = os_name(name);
         let segment = Segment::open_with(&os_name, opts)
             .map_err(|e| SharedListError::segment(&os_name, e))?;
-        let view = ListView::attach(raw_mem(&segment))?;
+        Ok(SharedList::attach(Arc::new(segment))?)
+    }
+
+    /// Attach to the list stored in `segment`, an open segment that others
+    /// (a Python `SharedMemory`) may hold too. O(1): reads the header only.
+    pub fn attach(segment: Arc<Segment>) -> Result<SharedList, ListError> {
+        SharedList::in_segment(segment, |_| Ok(()))
+    }
+
+    /// Write a new list into `segment`, sized by `sizer`, with `fill`
+    /// pushing the same items in the same order into the writer; then
+    /// attach to it. For callers that make items on the fly (the Python
+    /// bindings). The segment must be at least `sizer.size()` bytes.
+    pub fn write_new(
+        segment: Arc<Segment>,
+        sizer: &ListSizer,
+        fill: impl FnOnce(&mut ListWriter<'_>) -> Result<(), ListError>,
+    ) -> Result<SharedList, ListError> {
+        SharedList::in_segment(segment, |mem| {
+            let mut writer = ListWriter::new(mem, sizer)?;
+            fill(&mut writer)?;
+            writer.finish()
+        })
+    }
+
+    /// Run `write` over the segment's memory, then attach to the list it
+    /// holds.
+    fn in_segment(
+        segment: Arc<Segment>,
+        write: impl FnOnce(&RawMem) -> Result<(), ListError>,
+    ) -> Result<SharedList, ListError> {
+        let mem = raw_mem(&segment);
+        write(&mem)?;
+        let view = ListView::attach(mem)?;
         Ok(SharedList { view, segment })
     }
 
@@ -265,8 +302,9 @@ impl fmt::Debug for SharedList {
 fn raw_mem(segment: &Segment) -> RawMem {
     // SAFETY: the mapping is `segment.len()` bytes at `segment.as_ptr()`,
     // readable (and writable when `segment.writable()`), and stays mapped as
-    // long as `segment` lives. `SharedList` keeps the segment next to the
-    // view holding this block, drops the view first, and never gives the
+    // long as the segment lives. Its only caller, `SharedList::in_segment`,
+    // either drops the block before returning or keeps it in a view next to
+    // an `Arc` of the segment, drops the view first, and never gives the
     // view (or the block) away by value, only by reference to itself. Other
     // processes may write the memory at any time, which `RawMem` allows for.
     unsafe {
@@ -279,16 +317,15 @@ fn raw_mem(segment: &Segment) -> RawMem {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
-    use std::process::Command;
 
     /// A unique Python-style name, unlinked when dropped (so that a failing
     /// test leaves nothing in /dev/shm).
-    struct Name(String);
+    pub(crate) struct Name(String);
 
     impl Name {
-        fn new(tag: &str) -> Name {
+        pub(crate) fn new(tag: &str) -> Name {
             Name(
                 segment::random_name(&format!("fshm_rs_{tag}_{}_", std::process::id()), 40)
                     .unwrap(),
@@ -313,7 +350,7 @@ mod tests {
         Segment::open(&os_name(name)).is_ok()
     }
 
-    const ITEMS: [ItemRef<'static>; 7] = [
+    pub(crate) const ITEMS: [ItemRef<'static>; 7] = [
         ItemRef::Int(-7),
         ItemRef::Float(2.5),
         ItemRef::Bool(true),
@@ -514,119 +551,6 @@ mod tests {
             s.spawn(|| list.set(1, ItemRef::Int(2)).unwrap());
         });
         assert_eq!(list.to_vec().unwrap(), vec![Value::Int(1), Value::Int(2)]);
-        list.unlink().unwrap();
-    }
-
-    // --- interoperability with CPython's own ShareableList -------------------
-
-    /// Run `code` in the standard library's Python (`$PYTHON`, else
-    /// `python3`) and return its stdout. Attaching registers the segment with
-    /// CPython's resource tracker, which would unlink it when the child
-    /// exits, so the snippets unregister what they attach to or create.
-    fn python(code: &str) -> String {
-        let exe = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-        let out = Command::new(&exe)
-            .arg("-c")
-            .arg(code)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {exe} (set PYTHON to a Python 3.9+): {e}"));
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success(),
-            "python failed: {}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-            out.status
-        );
-        assert!(
-            !stderr.contains("leaked"),
-            "resource tracker complained:\n{stderr}"
-        );
-        stdout
-    }
-
-    const PY_PRELUDE: &str = "
-import sys
-from multiprocessing import resource_tracker
-from multiprocessing.shared_memory import ShareableList
-def untrack(sl):
-    resource_tracker.unregister(sl.shm._name, 'shared_memory')
-";
-
-    #[test]
-    fn cpython_reads_and_writes_a_list_made_in_rust() {
-        let name = Name::new("py1");
-        let list = SharedList::create(&name, &ITEMS).unwrap();
-        let out = python(&format!(
-            "{PY_PRELUDE}
-sl = ShareableList(name={name:?})
-untrack(sl)
-print(ascii(list(sl)))
-print(sl.format)
-sl[0] = 'seven'
-sl[1] = None
-sl[4] = b'bytes!'
-sl[6] = -1.25
-sl.shm.close()
-",
-            name = &*name
-        ));
-        let mut lines = out.lines();
-        assert_eq!(
-            lines.next().unwrap(),
-            "[-7, 2.5, True, None, 'h\\xe9llo w\\xf6rld', b'\\x00\\x01ab', 9223372036854775807]"
-        );
-        assert_eq!(lines.next().unwrap(), "qdxxxxxxx?xxxxxx?x16s8sq");
-        assert_eq!(list.get(0).unwrap(), Value::Str("seven".into()));
-        assert_eq!(list.get(1).unwrap(), Value::None);
-        assert_eq!(list.get(4).unwrap(), Value::Bytes(b"bytes!".to_vec()));
-        assert_eq!(list.get(6).unwrap(), Value::Float(-1.25));
-        assert_eq!(list.format().unwrap(), "8sxxxxxx?xxxxxxxx?xxxxxx?x16s8sd");
-        list.unlink().unwrap();
-    }
-
-    #[test]
-    fn rust_reads_and_writes_a_list_made_by_cpython() {
-        let name = Name::new("py2");
-        let out = python(&format!(
-            "{PY_PRELUDE}
-sl = ShareableList([1, b'ab', 'xy', None, True, 1.5, 'a longer string'], name={name:?})
-untrack(sl)
-print(sl.format)
-sl.shm.close()
-",
-            name = &*name
-        ));
-        let list = SharedList::open(&name).unwrap();
-        assert_eq!(out.trim_end(), list.format().unwrap());
-        assert_eq!(
-            list.to_vec().unwrap(),
-            vec![
-                Value::Int(1),
-                Value::Bytes(b"ab".to_vec()),
-                Value::Str("xy".into()),
-                Value::None,
-                Value::Bool(true),
-                Value::Float(1.5),
-                Value::Str("a longer string".into()),
-            ]
-        );
-        list.set(0, ItemRef::Float(0.1)).unwrap();
-        list.set(2, ItemRef::Str("ünï")).unwrap();
-        list.set(3, ItemRef::Bytes(b"\xff")).unwrap();
-        list.set(6, ItemRef::Int(-42)).unwrap();
-        let out = python(&format!(
-            "{PY_PRELUDE}
-sl = ShareableList(name={name:?})
-untrack(sl)
-print(ascii(list(sl)))
-sl.shm.close()
-",
-            name = &*name
-        ));
-        assert_eq!(
-            out.trim_end(),
-            "[0.1, b'ab', '\\xfcn\\xef', b'\\xff', True, 1.5, -42]"
-        );
         list.unlink().unwrap();
     }
 }

@@ -1,7 +1,8 @@
 //! [`ListView`]: an attached list, read and written item by item.
 
 use super::format::{trim_nuls, Format, SlotValue, CODE_NONE, CODE_STR};
-use super::{layout_size, write_new, ItemRef, Layout, ListError, RawMem, Value};
+use super::layout::{layout_size, Layout};
+use super::{write_new, ItemRef, ListError, RawMem, Value};
 
 /// How many times a reader re-reads an item's format and code when they do
 /// not make sense together before calling the item corrupt. A writer in

@@ -1,9 +1,17 @@
-//! Mapping Rust errors onto the Python exceptions the standard library raises.
+//! The one map from the Rust core's errors to the Python exceptions the
+//! standard library raises: segment errors ([`os_error`],
+//! [`segment_error`]), list errors ([`list_error`]) and the errors of a
+//! whole [`SharedList`] ([`shared_list_error`]). Every binding goes through
+//! these.
 
-use pyo3::exceptions::{PyOSError, PyValueError};
-use pyo3::PyErr;
+use pyo3::exceptions::{
+    PyIndexError, PyOSError, PyOverflowError, PyTypeError, PyUnicodeDecodeError, PyValueError,
+};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 use std::io;
 
+use crate::list::{ListError, SharedListError};
 use crate::segment::SegmentError;
 
 /// The C library's message for `errno`, without Rust's "(os error N)" suffix,
@@ -30,5 +38,43 @@ pub(crate) fn segment_error(err: &SegmentError, filename: &str) -> PyErr {
     match err {
         SegmentError::Os(e) => os_error(e, filename),
         SegmentError::EmbeddedNul | SegmentError::Empty => PyValueError::new_err(err.to_string()),
+    }
+}
+
+/// A list error as the Python exception the standard library would raise
+/// (or, where it would misbehave, the one a list would).
+pub(crate) fn list_error(py: Python<'_>, err: ListError, setting: bool) -> PyErr {
+    match err {
+        ListError::IndexOutOfRange if setting => {
+            PyIndexError::new_err("assignment index out of range")
+        }
+        ListError::IndexOutOfRange => PyIndexError::new_err("index out of range"),
+        ListError::ExceedsStorage => {
+            PyValueError::new_err("bytes/str item exceeds available storage")
+        }
+        ListError::SizeOverflow => PyOverflowError::new_err(err.to_string()),
+        ListError::ReadOnly => PyTypeError::new_err(err.to_string()),
+        // Decoding again gives exactly the error (message included) that
+        // the standard library's `value.rstrip(b'\x00').decode('utf8')`
+        // raises; this is the error path only.
+        ListError::Utf8 { bytes, error, .. } => {
+            match PyBytes::new(py, &bytes).call_method1("decode", ("utf-8",)) {
+                Err(e) => e,
+                Ok(_) => match PyUnicodeDecodeError::new_utf8(py, &bytes, error) {
+                    Ok(exc) => PyErr::from_value(exc.into_any()),
+                    Err(e) => e,
+                },
+            }
+        }
+        other => PyValueError::new_err(other.to_string()),
+    }
+}
+
+/// A [`SharedList`](crate::list::SharedList) error: the segment's as
+/// [`segment_error`], the list's as [`list_error`] (read side).
+pub(crate) fn shared_list_error(py: Python<'_>, err: SharedListError) -> PyErr {
+    match err {
+        SharedListError::Segment { name, source } => segment_error(&source, &name),
+        SharedListError::List(e) => list_error(py, e, false),
     }
 }

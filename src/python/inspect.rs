@@ -5,16 +5,9 @@
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use super::errors::segment_error;
+use super::errors::shared_list_error;
 use super::list::to_py;
-use crate::list::{SharedList, SharedListError};
-
-fn error(err: SharedListError) -> PyErr {
-    match err {
-        SharedListError::Segment { name, source } => segment_error(&source, &name),
-        SharedListError::List(e) => PyValueError::new_err(e.to_string()),
-    }
-}
+use crate::list::SharedList;
 
 /// Open the segment `name` (leading '/' included) read-only, without
 /// registering it anywhere, and read every item of the ShareableList in it:
@@ -30,11 +23,13 @@ fn read_list(py: Python<'_>, name: &str) -> PyResult<Vec<(String, Py<PyAny>)>> {
     }
     let list = py
         .detach(|| SharedList::open_read_only(name))
-        .map_err(error)?;
+        .map_err(|e| shared_list_error(py, e))?;
     let mut out = Vec::with_capacity(list.len());
     for i in 0..list.len() {
-        let format = list.format_of(i).map_err(error)?;
-        let value = list.get_with(i, |item| to_py(py, item)).map_err(error)??;
+        let format = list.format_of(i).map_err(|e| shared_list_error(py, e))?;
+        let value = list
+            .get_with(i, |item| to_py(py, item))
+            .map_err(|e| shared_list_error(py, e))??;
         out.push((format, value));
     }
     Ok(out)

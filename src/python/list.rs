@@ -13,8 +13,9 @@ use pyo3::types::{
     PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PySlice, PyString, PyTuple, PyType,
 };
 
+use super::errors::list_error;
 use super::segment::SegmentPy;
-use crate::list::{ItemRef, ListError, ListSizer, ListView, ListWriter, RawMem};
+use crate::list::{ItemRef, ListError, ListSizer, ListView, SharedList};
 use crate::segment::Segment;
 
 /// Python objects this module needs from the pure-Python half of the
@@ -40,35 +41,6 @@ fn helpers(py: Python<'_>) -> PyResult<&PyHelpers> {
             generic_alias: py.import("types")?.getattr("GenericAlias")?.unbind(),
         })
     })
-}
-
-/// A list error as the Python exception the standard library would raise
-/// (or, where it would misbehave, the one a list would).
-fn list_error(py: Python<'_>, err: ListError, setting: bool) -> PyErr {
-    match err {
-        ListError::IndexOutOfRange if setting => {
-            PyIndexError::new_err("assignment index out of range")
-        }
-        ListError::IndexOutOfRange => PyIndexError::new_err("index out of range"),
-        ListError::ExceedsStorage => {
-            PyValueError::new_err("bytes/str item exceeds available storage")
-        }
-        ListError::SizeOverflow => PyOverflowError::new_err(err.to_string()),
-        ListError::ReadOnly => PyTypeError::new_err(err.to_string()),
-        // Decoding again gives exactly the error (message included) that
-        // the standard library's `value.rstrip(b'\x00').decode('utf8')`
-        // raises; this is the error path only.
-        ListError::Utf8 { bytes, error, .. } => match PyBytes::new(py, &bytes)
-            .call_method1("decode", ("utf-8",))
-        {
-            Err(e) => e,
-            Ok(_) => match pyo3::exceptions::PyUnicodeDecodeError::new_utf8(py, &bytes, error) {
-                Ok(exc) => PyErr::from_value(exc.into_any()),
-                Err(e) => e,
-            },
-        },
-        other => PyValueError::new_err(other.to_string()),
-    }
 }
 
 fn closed_error() -> PyErr {
@@ -247,17 +219,15 @@ pub(crate) struct ShareableListPy {
 }
 
 /// A `SharedMemory` opened for a list: its segment, the flag its `close()`
-/// sets, a view of its memory, and the object itself.
-type Opened = (Arc<Segment>, Arc<AtomicBool>, RawMem, Py<PyAny>);
+/// sets, and the object itself.
+type Opened = (Arc<Segment>, Arc<AtomicBool>, Py<PyAny>);
 
-/// An attached list and what keeps its memory mapped.
+/// An attached list (which keeps its memory mapped), the flag its
+/// SharedMemory's `close()` sets, and that SharedMemory.
 struct Attached {
-    view: ListView,
+    list: SharedList,
     closed: Arc<AtomicBool>,
     shm: Py<PyAny>,
-    // Keeps the mapping `view` points into alive; declared after `view` so
-    // it is dropped after it.
-    _segment: Arc<Segment>,
 }
 
 fn uninitialized_error() -> PyErr {
@@ -301,7 +271,7 @@ impl ShareableListPy {
         if attached.closed.load(Ordering::Relaxed) {
             return Err(closed_error());
         }
-        Ok(&attached.view)
+        Ok(attached.list.view())
     }
 
     /// Resolve a Python index the way list does: ints (and objects with
@@ -359,19 +329,7 @@ impl ShareableListPy {
         let handle = shm.getattr("_segment")?;
         let handle = handle.downcast::<SegmentPy>()?;
         let (segment, closed) = handle.get().share()?;
-        // SAFETY: the mapping is `segment.len()` bytes at `segment.as_ptr()`
-        // and stays mapped while the `Arc<Segment>` returned alongside lives;
-        // the list object keeps that Arc for as long as it keeps the view.
-        // Other processes may write the memory at any time, which RawMem
-        // allows for.
-        let mem = unsafe {
-            if segment.writable() {
-                RawMem::new(segment.as_ptr(), segment.len())
-            } else {
-                RawMem::new_read_only(segment.as_ptr(), segment.len())
-            }
-        };
-        Ok((segment, closed, mem, shm.unbind()))
+        Ok((segment, closed, shm.unbind()))
     }
 
     /// Create a list from `sequence`, or attach to the list `name`: what the
@@ -395,14 +353,9 @@ impl ShareableListPy {
         match sequence {
             None if name.is_some() => {
                 let shm = shm_class.call((name_arg,), Some(&kwargs))?;
-                let (segment, closed, mem, shm) = Self::open(shm)?;
-                match ListView::attach(mem) {
-                    Ok(view) => Ok(Attached {
-                        view,
-                        closed,
-                        shm,
-                        _segment: segment,
-                    }),
+                let (segment, closed, shm) = Self::open(shm)?;
+                match SharedList::attach(segment) {
+                    Ok(list) => Ok(Attached { list, closed, shm }),
                     Err(e) => {
                         shm.bind(py).call_method0("close")?;
                         Err(list_error(py, e, false))
@@ -444,8 +397,8 @@ impl ShareableListPy {
                 kwargs.set_item("create", true)?;
                 kwargs.set_item("size", size)?;
                 let shm = shm_class.call((name_arg,), Some(&kwargs))?;
-                let (segment, closed, mem, shm) = Self::open(shm)?;
-                let written = ListWriter::new(&mem, &sizer).and_then(|mut writer| {
+                let (segment, closed, shm) = Self::open(shm)?;
+                let written = SharedList::write_new(segment, &sizer, |writer| {
                     for (compact, o) in scratch.iter().zip(objects) {
                         match compact.item() {
                             Some(item) => writer.push(&item)?,
@@ -459,7 +412,7 @@ impl ShareableListPy {
                             },
                         }
                     }
-                    writer.finish()
+                    Ok(())
                 });
                 if scratch.capacity() <= SCRATCH_KEEP {
                     SCRATCH.with(|s| *s.borrow_mut() = scratch);
@@ -467,8 +420,8 @@ impl ShareableListPy {
                 // Freed now, so that a signal arriving while the snapshot
                 // of a long sequence is released is still seen below.
                 drop(snapshot);
-                match written.and_then(|()| ListView::attach(mem)) {
-                    Ok(view) => {
+                match written {
+                    Ok(list) => {
                         // A signal that arrived while the list was written
                         // (SIGINT) has its handler run here: raised at the
                         // return to the caller instead, its KeyboardInterrupt
@@ -480,12 +433,7 @@ impl ShareableListPy {
                             shm.call_method0("unlink")?;
                             return Err(interrupted);
                         }
-                        Ok(Attached {
-                            view,
-                            closed,
-                            shm,
-                            _segment: segment,
-                        })
+                        Ok(Attached { list, closed, shm })
                     }
                     Err(e) => {
                         let shm = shm.bind(py);
@@ -590,10 +538,10 @@ impl ShareableListPy {
 
     /// The number of items, read from shared memory on every call as the
     /// standard library does.
-    fn __len__(&self) -> PyResult<usize> {
-        let view = self.view()?;
-        view.live_len()
-            .map_err(|e| PyValueError::new_err(e.to_string()))
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        self.view()?
+            .live_len()
+            .map_err(|e| list_error(py, e, false))
     }
 
     fn __iter__(slf: Bound<'_, Self>) -> PyResult<ListIter> {
