@@ -541,6 +541,37 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn lists_share_a_segment_opened_elsewhere_and_keep_it_mapped() {
+        let name = Name::new("arc");
+        let items = [ItemRef::Int(5), ItemRef::Str("shared"), ItemRef::None];
+        let mut sizer = ListSizer::new();
+        for item in &items {
+            sizer.push(item).unwrap();
+        }
+        let size = sizer.size().unwrap();
+        let segment = Arc::new(Segment::create(&os_name(&name), size).unwrap());
+        let written = SharedList::write_new(segment.clone(), &sizer, |writer| {
+            items.iter().try_for_each(|item| writer.push(item))
+        })
+        .unwrap();
+        // A second list over the same segment object, as the Python class
+        // does for every ShareableList(name=...) on one SharedMemory.
+        let attached = SharedList::attach(segment.clone()).unwrap();
+        drop(segment);
+        drop(written);
+        // The last holder still reads: the mapping lives as long as it does.
+        assert_eq!(attached.get(1).unwrap(), Value::Str("shared".into()));
+        assert_eq!(attached.name(), &*name);
+
+        // A writer that pushes fewer items than were sized is refused.
+        let short = Arc::new(Segment::open(&os_name(&name)).unwrap());
+        let err =
+            SharedList::write_new(short, &sizer, |writer| writer.push(&items[0])).unwrap_err();
+        assert!(matches!(err, ListError::Corrupt(_)), "{err:?}");
+        attached.unlink().unwrap();
+    }
+
+    #[test]
     fn lists_are_send_and_sync() {
         fn check<T: Send + Sync>() {}
         check::<SharedList>();
