@@ -5,9 +5,10 @@ Usage: python run_shm_tests.py START_METHOD [--exclude TEST_NAME ...]
 Run with tests/cpython on PYTHONPATH: its sitecustomize installs ferroshm as
 ``multiprocessing.shared_memory`` in this process and in every child
 (``ferroshm.shared_memory``, or the top-level ``ferroshm`` package when
-``FERROSHM_SUBSTITUTE=ferroshm``). The
-tests come from the interpreter's own ``test`` package; nothing is copied.
-Prints unittest's report, then a last line ``N passed, N failed, N skipped``.
+``FERROSHM_SUBSTITUTE=ferroshm``). The tests come from the interpreter's own
+``test`` package; nothing is copied. Prints unittest's report, then the
+number of tests in the class and a last line ``N passed, N failed, N
+skipped``.
 Exit status 0 when everything selected ran and passed, 3 when the
 interpreter has no ``test`` package.
 """
@@ -35,7 +36,6 @@ try:
 except ImportError as exc:  # some distributions ship without the test package
     print(f"no CPython test package: {exc}")
     raise SystemExit(3)
-
 
 
 def install_shared_memory_tests(globs, start_method):
