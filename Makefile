@@ -6,7 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: help demo test build build-dev test-rust test-stubs test-python bench lint clean fuzz
+.PHONY: help demo test build build-dev test-rust test-stubs test-python bench lint clean fuzz \
+	wheels test-wheels test-matrix
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -51,6 +52,25 @@ fuzz: build  ## long robustness runs: stateful, list fuzzing, faults, stress; th
 		tests/test_stress.py tests/test_security.py
 	out=$$(cd fuzz && cargo run --release --quiet --bin list_reader -- $(FUZZ_ITERATIONS)) && \
 		echo "$$out" && echo "$$out" >> $(abspath $(FUZZ_REPORT))
+
+# Wheels and the interpreter matrix (.ci/matrix.py). Every CPython 3.9-3.13
+# found (pyenv's, or python3.X on PATH; MATRIX_PYTHONS="path ..." to choose)
+# gets a manylinux2014 wheel, linked by zig against glibc 2.17 and checked
+# with auditwheel; test-wheels installs each into a clean venv of its
+# interpreter and runs the whole suite against it, from outside the source
+# tree. test-matrix (what CI runs) is test-wheels: one build per interpreter.
+WHEEL_DIR ?= dist
+$(VENV)/.wheel-deps: $(VENV)/.deps
+	$(PY) -m pip install -q "ziglang==0.17.1" "auditwheel>=6,<7"
+	touch $@
+
+wheels: $(VENV)/.wheel-deps  ## manylinux2014 wheels for every CPython 3.9-3.13 found, and the sdist, into dist/
+	$(PY) .ci/matrix.py wheels --out $(WHEEL_DIR) --tools $(VENV)/bin
+
+test-wheels: wheels  ## each wheel installed in a clean venv of its interpreter: the whole suite against it
+	$(PY) .ci/matrix.py test --wheels $(WHEEL_DIR)
+
+test-matrix: test-wheels  ## CI's name for test-wheels: every CPython 3.9-3.13 found, CPython's own tests included
 
 bench: build  ## side-by-side benchmark against the standard library
 	$(PY) benches/bench.py
