@@ -127,14 +127,16 @@ impl SharedList {
     }
 
     /// Create a list of `items` under a fresh random name in CPython's style
-    /// (`psm_` and 8 hex digits), as Python's `ShareableList(items)` does.
-    /// Read the name with [`name`](SharedList::name).
+    /// (`psm_` and 8 hex digits; Windows: `wnsm_`), as Python's
+    /// `ShareableList(items)` does. Read the name with
+    /// [`name`](SharedList::name).
     pub fn create_unique(items: &[ItemRef<'_>]) -> Result<SharedList, SharedListError> {
+        let prefix = segment::RANDOM_NAME_PREFIX;
         loop {
-            let name = segment::random_name("psm_", 13)
-                .map_err(|e| SharedListError::segment("/psm_", e))?;
+            let name = segment::random_name(prefix, prefix.len() + 8)
+                .map_err(|e| SharedListError::segment(&os_name(prefix), e))?;
             match SharedList::create(&name, items) {
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
+                Err(e) if e.raw_os_error() == Some(segment::ERR_EXISTS) => continue,
                 other => return other,
             }
         }
@@ -281,6 +283,7 @@ fn raw_mem(segment: &Segment) -> RawMem {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(unix)]
     use std::process::Command;
 
     /// A unique Python-style name, unlinked when dropped (so that a failing
@@ -313,6 +316,7 @@ mod tests {
         Segment::open(&os_name(name)).is_ok()
     }
 
+    #[cfg(unix)]
     const ITEMS: [ItemRef<'static>; 7] = [
         ItemRef::Int(-7),
         ItemRef::Float(2.5),
@@ -324,6 +328,7 @@ mod tests {
     ];
 
     #[test]
+    #[cfg(unix)] // POSIX: names with a leading `/`, unlink before the last handle
     fn create_open_get_set_unlink() {
         let name = Name::new("a");
         let list = SharedList::create(&name, &ITEMS).unwrap();
@@ -399,6 +404,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)] // POSIX: errno values and messages
     fn missing_and_taken_names() {
         let name = Name::new("c");
         let err = SharedList::open(&name).unwrap_err();
@@ -421,6 +427,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)] // POSIX: the leading `/`
     fn a_leading_slash_names_the_same_segment() {
         let name = Name::new("d");
         let list = SharedList::create(&format!("/{}", &*name), &[ItemRef::Bool(false)]).unwrap();
@@ -448,6 +455,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)] // POSIX: `psm_` names
     fn empty_list_and_unique_names() {
         let list = SharedList::create_unique(&[]).unwrap();
         let _cleanup = Name(list.name().to_owned());
@@ -495,6 +503,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)] // POSIX: on Windows the last handle does remove it
     fn dropping_a_list_does_not_unlink_it() {
         let name = Name::new("h");
         drop(SharedList::create(&name, &[ItemRef::Float(-0.0)]).unwrap());
@@ -523,6 +532,7 @@ mod tests {
     /// `python3`) and return its stdout. Attaching registers the segment with
     /// CPython's resource tracker, which would unlink it when the child
     /// exits, so the snippets unregister what they attach to or create.
+    #[cfg(unix)]
     fn python(code: &str) -> String {
         let exe = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
         let out = Command::new(&exe)
@@ -544,6 +554,7 @@ mod tests {
         stdout
     }
 
+    #[cfg(unix)]
     const PY_PRELUDE: &str = "
 import sys
 from multiprocessing import resource_tracker
@@ -553,6 +564,7 @@ def untrack(sl):
 ";
 
     #[test]
+    #[cfg(unix)] // starts python3
     fn cpython_reads_and_writes_a_list_made_in_rust() {
         let name = Name::new("py1");
         let list = SharedList::create(&name, &ITEMS).unwrap();
@@ -585,6 +597,7 @@ sl.shm.close()
     }
 
     #[test]
+    #[cfg(unix)] // starts python3
     fn rust_reads_and_writes_a_list_made_by_cpython() {
         let name = Name::new("py2");
         let out = python(&format!(
