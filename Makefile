@@ -7,7 +7,8 @@ PY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(abspath $(VENV))
 
 .PHONY: help demo test build build-dev test-rust test-stubs test-python bench lint clean fuzz \
-	wheels test-wheels test-matrix
+	wheels test-wheels test-matrix \
+	cross-tools test-windows check-macos build-windows
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -80,6 +81,74 @@ lint:  ## rustfmt check, then clippy of the core and of the bindings
 	cd fuzz && cargo fmt --check
 	cargo clippy --release --all-targets -- -D warnings
 	cargo clippy --release --all-targets --features python -- -D warnings
+
+# --- other platforms (README "Platforms"; facts in platforms.md) ------------------------------
+# rustup's toolchain here has only the Linux standard library, so these use
+# Debian's rustc-web/cargo-web (by full path: ~/.cargo/bin comes first on
+# PATH), which ship the library's source for -Zbuild-std; stable cargo takes
+# -Z flags with RUSTC_BOOTSTRAP=1. Their builds go to target/cross, apart
+# from rustup's. tools/install-cross.sh installs them (idempotent, root).
+CROSS_CARGO := RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc CARGO=/usr/bin/cargo \
+	CARGO_TARGET_DIR=$(abspath target/cross) /usr/bin/cargo
+# cargo would run rustup's cargo-clippy from ~/.cargo/bin; Debian's is
+# called directly and finds its clippy-driver next to it.
+CROSS_CLIPPY := RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc CARGO=/usr/bin/cargo \
+	CARGO_TARGET_DIR=$(abspath target/cross) /usr/bin/cargo-clippy clippy
+# Debian's clippy 1.96 (newer than rustup's) reports missing_const_for_thread_local
+# on a thread_local! whose initializer is `const { ... }` already: a false
+# positive of that release, allowed in the cross lint runs only.
+CROSS_CLIPPY_ALLOW := -A clippy::missing_const_for_thread_local
+WIN_TARGET := x86_64-pc-windows-gnu
+MACOS_TARGETS := x86_64-apple-darwin aarch64-apple-darwin
+WINEPREFIX := $(abspath target/wineprefix)
+WIN_ENV := WINEPREFIX=$(WINEPREFIX) WINEDEBUG=-all \
+	CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc \
+	CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine
+# wine 8.0 has no bcryptprimitives.dll, which every Rust .exe imports
+# (ProcessPrng): the stand-in from tools/ goes into the prefix.
+WINE_SHIM := $(WINEPREFIX)/drive_c/windows/system32/bcryptprimitives.dll
+# The Python version the bindings are cross-built for (any 3.9+ works): no
+# interpreter of the target can run here, so pyo3 is told the version.
+CROSS_PYTHON_VERSION ?= 3.11
+CROSS_PYO3 := PYO3_CROSS_PYTHON_VERSION=$(CROSS_PYTHON_VERSION)
+
+cross-tools:  ## install Debian's Rust with std sources, clippy, MinGW and wine (root)
+	tools/install-cross.sh
+
+$(WINE_SHIM): tools/bcryptprimitives.c tools/bcryptprimitives.def
+	tools/install-cross.sh
+	WINEPREFIX=$(WINEPREFIX) WINEDEBUG=-all wine wineboot --init
+	WINEPREFIX=$(WINEPREFIX) wineserver --wait
+	x86_64-w64-mingw32-gcc -shared -O2 -o $@ $^ -ladvapi32
+
+test-windows: $(WINE_SHIM)  ## build the Rust core for Windows (MinGW) and run its tests under wine
+	$(WIN_ENV) $(CROSS_CARGO) test -Zbuild-std --target $(WIN_TARGET)
+	$(WIN_ENV) $(CROSS_CLIPPY) -Zbuild-std --target $(WIN_TARGET) --all-targets -- -D warnings $(CROSS_CLIPPY_ALLOW)
+
+check-macos: cross-tools  ## cargo check and clippy of the crate for x86_64- and aarch64-apple-darwin
+	for t in $(MACOS_TARGETS); do \
+		$(CROSS_CARGO) check -Zbuild-std --target $$t --all-targets && \
+		$(CROSS_CLIPPY) -Zbuild-std --target $$t --all-targets -- -D warnings $(CROSS_CLIPPY_ALLOW) && \
+		$(CROSS_PYO3) $(CROSS_CLIPPY) -Zbuild-std --target $$t --all-targets --features python -- -D warnings $(CROSS_CLIPPY_ALLOW) \
+		|| exit 1; \
+	done
+
+# The extension module for Windows, built without a Windows Python: pyo3
+# writes the pythonXY.dll import library itself (generate-import-lib) for
+# CROSS_PYTHON_VERSION. Clippy of the bindings, then the build; the .pyd
+# can be built and inspected here, not run (no Windows CPython).
+WIN_PYD := target/cross/$(WIN_TARGET)/release/ferroshm.dll
+build-windows: cross-tools  ## clippy and cross-build of the Python extension for Windows (_native.pyd)
+	$(WIN_ENV) $(CROSS_PYO3) $(CROSS_CLIPPY) -Zbuild-std --target $(WIN_TARGET) --all-targets \
+		--features python,pyo3/generate-import-lib -- -D warnings $(CROSS_CLIPPY_ALLOW)
+	$(WIN_ENV) $(CROSS_PYO3) $(CROSS_CARGO) build -Zbuild-std --release --target $(WIN_TARGET) --lib \
+		--features python,pyo3/generate-import-lib
+	cp $(WIN_PYD) target/cross/_native.pyd
+	x86_64-w64-mingw32-objdump -p target/cross/_native.pyd > target/cross/_native.pyd.txt
+	grep -q "DLL Name: python$(subst .,,$(CROSS_PYTHON_VERSION)).dll" target/cross/_native.pyd.txt
+	grep -q " PyInit__native$$" target/cross/_native.pyd.txt
+	@echo "target/cross/_native.pyd: a PE DLL exporting PyInit__native, importing" \
+		"python$(subst .,,$(CROSS_PYTHON_VERSION)).dll"
 
 clean:
 	rm -rf $(VENV) target

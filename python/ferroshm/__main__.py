@@ -158,7 +158,7 @@ def _json_item(value: Any) -> Any:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     os_name = _os_name(args.name)
-    name = os_name[1:]
+    name = _native.reported_name(os_name)
     try:
         segment = _open_read_only(os_name)
     except FileNotFoundError:
@@ -212,6 +212,9 @@ def _hexdump(data: bytes) -> list[str]:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
+    if os.name == "nt":  # pragma: no cover - the Python layer is not run on Windows here
+        # As CPython's SharedMemory.unlink(): nothing removes a section by name.
+        raise CommandError("Windows cannot remove a segment: it goes when its last handle is closed")
     status = 0
     for given in args.names:
         try:

@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import operator
 import os
-from multiprocessing import resource_tracker
 
 from . import _native
 
 __all__ = ["SharedMemory", "ShareableList"]
 
+# As in CPython: POSIX segments are shm_open names, with a resource tracker;
+# Windows ones are named file mappings (wnsm_ names, no leading slash), with
+# no tracker (a segment goes with its last handle) and a no-op unlink().
 _USE_POSIX = os.name != "nt"
-if not _USE_POSIX:  # pragma: no cover - Linux is where ferroshm is tested
-    raise ImportError("ferroshm supports POSIX systems only for now")
+if _USE_POSIX:
+    from multiprocessing import resource_tracker
+else:  # pragma: no cover - built for Windows, not run there (README "Platforms")
+    resource_tracker = None
 
 _O_CREX = os.O_CREAT | os.O_EXCL
 
@@ -29,7 +33,10 @@ _O_CREX = os.O_CREAT | os.O_EXCL
 _SHM_SAFE_NAME_LENGTH = 14
 
 # Shared memory block name prefix
-_SHM_NAME_PREFIX = "/psm_"
+if _USE_POSIX:
+    _SHM_NAME_PREFIX = "/psm_"
+else:  # pragma: no cover
+    _SHM_NAME_PREFIX = "wnsm_"
 
 _encoding = "utf8"
 
@@ -40,8 +47,8 @@ def _make_filename():
     return _native.random_name(_SHM_NAME_PREFIX, _SHM_SAFE_NAME_LENGTH)
 
 
-_stdlib_register = resource_tracker.register
-_stdlib_unregister = resource_tracker.unregister
+_stdlib_register = resource_tracker.register if _USE_POSIX else None
+_stdlib_unregister = resource_tracker.unregister if _USE_POSIX else None
 
 
 # Segments this process has registered with the tracker, by name, with the
@@ -210,6 +217,8 @@ class SharedMemory:
         if name is None and not self._flags & os.O_EXCL:
             raise ValueError("'name' can only be None if create=True")
         self._track = track
+        # Windows has no resource tracker: `track` is kept but ignored there.
+        track = track and _USE_POSIX
 
         # Checked before anything exists (the standard library only finds
         # out in ftruncate, after creating the segment, and leaks it).

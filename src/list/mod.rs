@@ -30,7 +30,7 @@ mod shared;
 mod view;
 mod writer;
 
-#[cfg(all(test, feature = "python"))]
+#[cfg(all(test, unix, feature = "python"))]
 mod cpython_tests;
 #[cfg(test)]
 mod tests;

@@ -131,14 +131,16 @@ impl SharedList {
     }
 
     /// Create a list of `items` under a fresh random name in CPython's style
-    /// (`psm_` and 8 hex digits), as Python's `ShareableList(items)` does.
-    /// Read the name with [`name`](SharedList::name).
+    /// (`psm_` and 8 hex digits; Windows: `wnsm_`), as Python's
+    /// `ShareableList(items)` does. Read the name with
+    /// [`name`](SharedList::name).
     pub fn create_unique(items: &[ItemRef<'_>]) -> Result<SharedList, SharedListError> {
+        let prefix = segment::RANDOM_NAME_PREFIX;
         loop {
-            let name = segment::random_name("psm_", 13)
-                .map_err(|e| SharedListError::segment("/psm_", e))?;
+            let name = segment::random_name(prefix, prefix.len() + 8)
+                .map_err(|e| SharedListError::segment(&os_name(prefix), e))?;
             match SharedList::create(&name, items) {
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
+                Err(e) if e.raw_os_error() == Some(segment::ERR_EXISTS) => continue,
                 other => return other,
             }
         }
@@ -350,6 +352,7 @@ pub(super) mod tests {
         Segment::open(&os_name(name)).is_ok()
     }
 
+    #[cfg(unix)]
     pub(crate) const ITEMS: [ItemRef<'static>; 7] = [
         ItemRef::Int(-7),
         ItemRef::Float(2.5),
@@ -361,6 +364,7 @@ pub(super) mod tests {
     ];
 
     #[test]
+    #[cfg(unix)] // POSIX: names with a leading `/`, unlink before the last handle
     fn create_open_get_set_unlink() {
         let name = Name::new("a");
         let list = SharedList::create(&name, &ITEMS).unwrap();
@@ -436,6 +440,7 @@ pub(super) mod tests {
     }
 
     #[test]
+    #[cfg(unix)] // POSIX: errno values and messages
     fn missing_and_taken_names() {
         let name = Name::new("c");
         let err = SharedList::open(&name).unwrap_err();
@@ -458,6 +463,7 @@ pub(super) mod tests {
     }
 
     #[test]
+    #[cfg(unix)] // POSIX: the leading `/`
     fn a_leading_slash_names_the_same_segment() {
         let name = Name::new("d");
         let list = SharedList::create(&format!("/{}", &*name), &[ItemRef::Bool(false)]).unwrap();
@@ -485,6 +491,7 @@ pub(super) mod tests {
     }
 
     #[test]
+    #[cfg(unix)] // POSIX: `psm_` names
     fn empty_list_and_unique_names() {
         let list = SharedList::create_unique(&[]).unwrap();
         let _cleanup = Name(list.name().to_owned());
@@ -532,6 +539,7 @@ pub(super) mod tests {
     }
 
     #[test]
+    #[cfg(unix)] // POSIX: on Windows the last handle does remove it
     fn dropping_a_list_does_not_unlink_it() {
         let name = Name::new("h");
         drop(SharedList::create(&name, &[ItemRef::Float(-0.0)]).unwrap());

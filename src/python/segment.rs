@@ -19,6 +19,18 @@ use pyo3::types::PyMemoryView;
 use super::errors::{os_error, segment_error};
 use crate::segment::{self, OpenOptions, Segment};
 
+/// The resource tracker's pipe, written from the `announce` hook. POSIX
+/// only: Windows has no resource tracker, and `open` refuses `announce`
+/// there before any of this could run.
+#[cfg(unix)]
+use crate::segment::{close_fd, write_to_fd};
+#[cfg(windows)]
+fn close_fd(_fd: i32) {}
+#[cfg(windows)]
+fn write_to_fd(_fd: i32, _msg: &[u8]) -> std::io::Result<()> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}
+
 /// An open, mapped segment. Created by `Segment.open`; `close()` drops this
 /// handle's hold on the mapping.
 #[pyclass(name = "Segment", module = "ferroshm._native", frozen)]
@@ -79,6 +91,12 @@ impl SegmentPy {
         reserve: bool,
         announce: Option<(i32, Vec<u8>, Vec<u8>, bool)>,
     ) -> PyResult<Self> {
+        #[cfg(windows)]
+        if announce.is_some() {
+            return Err(PyValueError::new_err(
+                "'announce' is for the POSIX resource tracker; Windows has none",
+            ));
+        }
         // Sizes are taken as off_t, as os.ftruncate takes them: too large an
         // int is an OverflowError before anything exists. (Converted here,
         // not by the argument parser, so that the announcement's descriptor
@@ -96,7 +114,7 @@ impl SegmentPy {
             Ok(size) => size,
             Err(e) => {
                 if let Some((fd, ..)) = &announce {
-                    segment::close_fd(*fd);
+                    close_fd(*fd);
                 }
                 return Err(e);
             }
@@ -112,7 +130,7 @@ impl SegmentPy {
             if let (true, Some((fd, _, unregister, _))) = (announced, &announce) {
                 // Best effort: the tracker would only warn about a name
                 // that no longer exists.
-                let _ = segment::write_to_fd(*fd, unregister);
+                let _ = write_to_fd(*fd, unregister);
             }
         };
         // The announcement's descriptor is this call's to close: closing it
@@ -120,13 +138,13 @@ impl SegmentPy {
         // signal handler could lose the new segment.
         let close_announce_fd = || {
             if let Some((fd, ..)) = &announce {
-                segment::close_fd(*fd);
+                close_fd(*fd);
             }
         };
         let opened = py.detach(|| {
             let mut hook = || {
                 if let Some((fd, register, ..)) = &announce {
-                    announced = segment::write_to_fd(*fd, register).is_ok();
+                    announced = write_to_fd(*fd, register).is_ok();
                 }
                 Ok(())
             };

@@ -1,12 +1,23 @@
 //! Named shared-memory segments: create, open, map, unmap and unlink.
 //!
-//! A [`Segment`] is one mapping of a named OS shared-memory object (POSIX
-//! `shm_open` on Unix). The descriptor is closed as soon as the mapping
-//! exists, so a `Segment` owns exactly one resource: the mapping, which
-//! [`Drop`] unmaps. The name is kept for `unlink`.
+//! A [`Segment`] is one mapping of a named OS shared-memory object: POSIX
+//! `shm_open` on Unix (`unix.rs`, through rustix), a named file mapping on
+//! Windows (`windows.rs`, through windows-sys), the objects CPython's
+//! `SharedMemory` uses on each. The descriptor or handle is closed as soon
+//! as the mapping exists, so a `Segment` owns exactly one resource: the
+//! mapping, which [`Drop`] unmaps. The name is kept for `unlink`.
 //!
 //! Names are given the way Python's `multiprocessing.shared_memory` stores
-//! them in `_name`: with the leading `/` that POSIX wants (`"/psm_1a2b3c4d"`).
+//! them in `_name`: on POSIX with the leading `/` it wants
+//! (`"/psm_1a2b3c4d"`), on Windows as they are (`"wnsm_1a2b3c4d"`);
+//! [`os_name`] turns a name as Python reports it into that form.
+//!
+//! Platform differences that show through this API, all as in CPython:
+//! on Windows [`unlink`] does nothing (a segment goes with its last
+//! handle), an attached segment's [`Segment::len`] is rounded up to whole
+//! pages, and errors carry Win32 codes ([`ERR_EXISTS`], [`ERR_NOT_FOUND`]);
+//! on macOS names are at most 31 bytes ([`SegmentError::NameTooLong`]) and
+//! the size of an attached segment is rounded up to pages as well.
 //!
 //! The memory behind a segment may be written at any moment by other
 //! processes, so this module never hands out `&[u8]` views of it: callers
@@ -17,7 +28,48 @@ use std::fmt;
 use std::io;
 
 #[cfg_attr(unix, path = "unix.rs")]
+#[cfg_attr(windows, path = "windows.rs")]
 mod os;
+
+/// The `raw_os_error()` of an open that failed because the name is taken:
+/// `EEXIST` on POSIX, `ERROR_ALREADY_EXISTS` on Windows. (`io::ErrorKind::
+/// AlreadyExists` says the same on both.)
+#[cfg(unix)]
+pub const ERR_EXISTS: i32 = libc::EEXIST;
+/// The `raw_os_error()` of an open that failed because the name is taken:
+/// `EEXIST` on POSIX, `ERROR_ALREADY_EXISTS` on Windows. (`io::ErrorKind::
+/// AlreadyExists` says the same on both.)
+#[cfg(windows)]
+pub const ERR_EXISTS: i32 = windows_sys::Win32::Foundation::ERROR_ALREADY_EXISTS as i32;
+
+/// The `raw_os_error()` of an attach to a name that does not exist:
+/// `ENOENT` on POSIX, `ERROR_FILE_NOT_FOUND` on Windows (both 2).
+#[cfg(unix)]
+pub const ERR_NOT_FOUND: i32 = libc::ENOENT;
+/// The `raw_os_error()` of an attach to a name that does not exist:
+/// `ENOENT` on POSIX, `ERROR_FILE_NOT_FOUND` on Windows (both 2).
+#[cfg(windows)]
+pub const ERR_NOT_FOUND: i32 = windows_sys::Win32::Foundation::ERROR_FILE_NOT_FOUND as i32;
+
+/// The prefix of CPython's random segment names, as Python reports them:
+/// `psm_` on POSIX, `wnsm_` on Windows.
+#[cfg(unix)]
+pub const RANDOM_NAME_PREFIX: &str = "psm_";
+/// The prefix of CPython's random segment names, as Python reports them:
+/// `psm_` on POSIX, `wnsm_` on Windows.
+#[cfg(windows)]
+pub const RANDOM_NAME_PREFIX: &str = "wnsm_";
+
+/// The longest segment name the platform takes, when ferroshm checks it
+/// itself (macOS: 31 bytes, leading `/` included); `None` elsewhere.
+pub const NAME_MAX: Option<usize> = os::NAME_MAX;
+
+/// `O_ACCMODE`: the access-mode bits of the flags (Windows' C runtime has
+/// the same values, `O_RDONLY` 0 and `O_RDWR` 2, but no constant for them).
+#[cfg(unix)]
+const ACCMODE: i32 = libc::O_ACCMODE;
+#[cfg(windows)]
+const ACCMODE: i32 = 3;
 
 /// How to open a segment: the `open(2)`-style flags that Python passes
 /// (`O_CREAT`, `O_EXCL`, `O_RDWR`/`O_RDONLY`), the permission bits for a new
@@ -28,7 +80,8 @@ pub struct OpenOptions {
     pub flags: i32,
     /// Permission bits of a newly created object (`0o600` by default).
     pub mode: u32,
-    /// Size to truncate to when creating; `None` leaves the size alone.
+    /// Size to give the object when this call creates it; `None` leaves
+    /// the size alone (and an object that exists already is never resized).
     pub size: Option<usize>,
     /// Reserve the pages of a new segment (Linux: `posix_fallocate`), so that
     /// a full `/dev/shm` fails here with `ENOSPC` instead of SIGBUS later.
@@ -57,7 +110,7 @@ impl OpenOptions {
     }
 
     fn writable(&self) -> bool {
-        self.flags & libc::O_ACCMODE != libc::O_RDONLY
+        self.flags & ACCMODE != libc::O_RDONLY
     }
 }
 
@@ -70,6 +123,14 @@ pub enum SegmentError {
     EmbeddedNul,
     /// The existing object has size zero, so there is nothing to map.
     Empty,
+    /// The name is longer than the platform allows (macOS: 31 bytes,
+    /// leading `/` included); nothing was opened.
+    NameTooLong {
+        /// The name's length in bytes.
+        len: usize,
+        /// The platform's limit in bytes.
+        max: usize,
+    },
 }
 
 impl fmt::Display for SegmentError {
@@ -78,6 +139,11 @@ impl fmt::Display for SegmentError {
             SegmentError::Os(e) => e.fmt(f),
             SegmentError::EmbeddedNul => f.write_str("embedded null character"),
             SegmentError::Empty => f.write_str("cannot mmap an empty file"),
+            SegmentError::NameTooLong { len, max } => write!(
+                f,
+                "shared memory name is {len} bytes long; this platform allows at most {max}, \
+                 leading '/' included"
+            ),
         }
     }
 }
@@ -163,7 +229,7 @@ impl Segment {
         })
     }
 
-    /// The name as passed to `shm_open`, with its leading `/`.
+    /// The name as passed to the OS (POSIX: with its leading `/`).
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -185,7 +251,10 @@ impl Segment {
 
     /// Device and inode of the object when it was opened: two handles with
     /// the same identity map the same object, and an object re-created
-    /// under the same name has a different one.
+    /// under the same name has a different one. On Windows, where sections
+    /// have no inode, `(0, hash of the name)`: a name refers to one section
+    /// while any handle to it lives, so live handles compare correctly, but
+    /// a section re-created after all handles closed looks the same.
     pub fn identity(&self) -> (u64, u64) {
         self.map.identity()
     }
@@ -231,6 +300,8 @@ impl Segment {
 
     /// Remove this segment's name from the system (`shm_unlink`). The memory
     /// stays mapped here and in every other process until they unmap it.
+    /// On Windows this does nothing, as in CPython: the segment disappears
+    /// when its last handle, in any process, is closed.
     pub fn unlink(&self) -> io::Result<()> {
         unlink(&self.name)
     }
@@ -245,7 +316,8 @@ impl fmt::Debug for Segment {
     }
 }
 
-/// Remove the segment called `name` (with its leading `/`).
+/// Remove the segment called `name` (with its leading `/`). A no-op on
+/// Windows (see [`Segment::unlink`]).
 pub fn unlink(name: &str) -> io::Result<()> {
     if name.as_bytes().contains(&0) {
         return Err(io::Error::new(
@@ -277,7 +349,7 @@ pub fn close_fd(fd: i32) {
 pub fn random_name(prefix: &str, len: usize) -> io::Result<String> {
     let nbytes = len.saturating_sub(prefix.len()) / 2;
     let mut bytes = vec![0u8; nbytes];
-    os::fill_random(&mut bytes)?;
+    getrandom::fill(&mut bytes).map_err(io::Error::from)?;
     let mut name = String::with_capacity(prefix.len() + 2 * nbytes);
     name.push_str(prefix);
     for b in bytes {
@@ -289,9 +361,10 @@ pub fn random_name(prefix: &str, len: usize) -> io::Result<String> {
 /// The OS name of the segment that Python reports as `name`
 /// (`SharedMemory.name`, `ShareableList.shm.name`): POSIX names carry a
 /// leading `/` that Python hides. A name that has it already is kept.
+/// On Windows names carry no prefix, and this is the identity.
 /// This and [`reported_name`] are the one place the rule is written.
 pub fn os_name(name: &str) -> std::borrow::Cow<'_, str> {
-    if name.starts_with('/') {
+    if cfg!(windows) || name.starts_with('/') {
         std::borrow::Cow::Borrowed(name)
     } else {
         std::borrow::Cow::Owned(format!("/{name}"))
@@ -299,15 +372,19 @@ pub fn os_name(name: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// The name Python reports for the OS name `os_name`: without the leading
-/// `/`. The inverse of [`os_name`].
+/// `/` (Windows: unchanged). The inverse of [`os_name`].
 pub fn reported_name(os_name: &str) -> &str {
+    if cfg!(windows) {
+        return os_name;
+    }
     os_name.strip_prefix('/').unwrap_or(os_name)
 }
 
 /// Whether `name` is a full OS name (POSIX: it starts with `/`), as opposed
-/// to one given the way Python reports it.
+/// to one given the way Python reports it. Always true on Windows, where
+/// the two are the same.
 pub fn is_os_name(name: &str) -> bool {
-    name.starts_with('/')
+    cfg!(windows) || name.starts_with('/')
 }
 
 /// Where named segments appear as files, when the platform has such a place.
@@ -319,8 +396,20 @@ pub fn segment_dir() -> Option<&'static std::path::Path> {
 mod tests {
     use super::*;
 
+    /// A fresh OS name for a test (POSIX: with its leading `/`).
     fn unique(tag: &str) -> String {
-        random_name(&format!("/fshm_t{tag}_"), 24).unwrap()
+        random_name(&os_name(&format!("fshm_t{tag}_")), 24).unwrap()
+    }
+
+    /// What an attached segment of `size` bytes reports as its length:
+    /// the size itself on POSIX (Linux; macOS rounds fstat to pages too,
+    /// but is not run here), whole pages on Windows.
+    fn attached_len(size: usize) -> usize {
+        if cfg!(windows) {
+            size.div_ceil(4096) * 4096
+        } else {
+            size
+        }
     }
 
     #[test]
@@ -332,15 +421,18 @@ mod tests {
         seg.write_at(4090, b"abcdefg");
         let other = Segment::open(&name).unwrap();
         assert!(!other.created());
-        assert_eq!(other.len(), 4097);
+        assert_eq!(other.len(), attached_len(4097));
+        assert_eq!(other.identity(), seg.identity());
         let mut got = [0u8; 7];
         other.read_at(4090, &mut got);
         assert_eq!(&got, b"abcdefg");
         seg.unlink().unwrap();
-        assert_eq!(
-            unlink(&name).unwrap_err().raw_os_error(),
-            Some(libc::ENOENT)
-        );
+        if cfg!(unix) {
+            assert_eq!(
+                unlink(&name).unwrap_err().raw_os_error(),
+                Some(ERR_NOT_FOUND)
+            );
+        }
         // The mapping outlives the name.
         other.read_at(4090, &mut got);
         assert_eq!(&got, b"abcdefg");
@@ -350,18 +442,29 @@ mod tests {
     fn create_existing_is_eexist_and_keeps_the_original() {
         let name = unique("b");
         let seg = Segment::create(&name, 64).unwrap();
+        seg.write_at(0, b"first");
         match Segment::create(&name, 128) {
-            Err(SegmentError::Os(e)) => assert_eq!(e.raw_os_error(), Some(libc::EEXIST)),
+            Err(SegmentError::Os(e)) => {
+                assert_eq!(e.raw_os_error(), Some(ERR_EXISTS));
+                assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+            }
             other => panic!("expected EEXIST, got {other:?}"),
         }
-        assert_eq!(Segment::open(&name).unwrap().len(), 64);
+        let again = Segment::open(&name).unwrap();
+        assert_eq!(again.len(), attached_len(64));
+        let mut got = [0u8; 5];
+        again.read_at(0, &mut got);
+        assert_eq!(&got, b"first");
         seg.unlink().unwrap();
     }
 
     #[test]
     fn open_missing_is_enoent() {
         match Segment::open(&unique("c")) {
-            Err(SegmentError::Os(e)) => assert_eq!(e.raw_os_error(), Some(libc::ENOENT)),
+            Err(SegmentError::Os(e)) => {
+                assert_eq!(e.raw_os_error(), Some(ERR_NOT_FOUND));
+                assert_eq!(e.kind(), io::ErrorKind::NotFound);
+            }
             other => panic!("expected ENOENT, got {other:?}"),
         }
     }
@@ -376,19 +479,21 @@ mod tests {
     }
 
     #[test]
-    fn open_or_create_reports_who_created() {
+    fn open_or_create_reports_who_created_and_never_resizes() {
         let name = unique("d");
-        let opts = OpenOptions {
+        let opts = |size| OpenOptions {
             flags: libc::O_CREAT | libc::O_RDWR,
             mode: 0o600,
-            size: Some(32),
+            size: Some(size),
             reserve: true,
         };
-        let first = Segment::open_with(&name, &opts).unwrap();
+        let first = Segment::open_with(&name, &opts(32)).unwrap();
         assert!(first.created());
-        let second = Segment::open_with(&name, &opts).unwrap();
+        // A second open-or-create finds the object and leaves its size
+        // alone (macOS would refuse a second ftruncate anyway).
+        let second = Segment::open_with(&name, &opts(8192)).unwrap();
         assert!(!second.created());
-        assert_eq!(second.len(), 32);
+        assert_eq!(second.len(), attached_len(32));
         first.unlink().unwrap();
     }
 
@@ -405,7 +510,8 @@ mod tests {
             Segment::open_with(&name, &opts),
             Err(SegmentError::Empty)
         ));
-        // We created it, so the failed call removed it again.
+        // Nothing is left: POSIX removed what it created, Windows could
+        // not create a section of size 0 at all.
         assert!(matches!(Segment::open(&name), Err(SegmentError::Os(_))));
     }
 
@@ -414,7 +520,6 @@ mod tests {
         let name = unique("h");
         let mut seen = None;
         let seg = Segment::open_with_hook(&name, &OpenOptions::create(4096), &mut || {
-            // The object exists (not yet sized) when the hook runs.
             seen = Some(
                 Segment::open(&name)
                     .map(|s| s.len())
@@ -423,7 +528,14 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        assert_eq!(seen, Some(Err("cannot mmap an empty file".to_owned())));
+        // The object exists when the hook runs: on POSIX not yet sized, on
+        // Windows sized at creation.
+        let expected = if cfg!(windows) {
+            Ok(4096)
+        } else {
+            Err("cannot mmap an empty file".to_owned())
+        };
+        assert_eq!(seen, Some(expected));
         // Attaching does not call it.
         let mut calls = 0;
         Segment::open_with_hook(&name, &OpenOptions::attach(), &mut || {
@@ -433,6 +545,7 @@ mod tests {
         .unwrap();
         assert_eq!(calls, 0);
         seg.unlink().unwrap();
+        drop(seg);
         let failed = Segment::open_with_hook(&name, &OpenOptions::create(64), &mut || {
             Err(io::Error::from_raw_os_error(libc::EPIPE))
         });
@@ -443,10 +556,187 @@ mod tests {
     }
 
     #[test]
+    fn announced_hook_failure_creates_nothing() {
+        let name = unique("f");
+        let failed = Segment::open_announced(&name, &OpenOptions::create(64), &mut || {
+            Err(io::Error::from_raw_os_error(libc::EPIPE))
+        });
+        assert!(matches!(failed, Err(SegmentError::Os(_))));
+        assert!(matches!(Segment::open(&name), Err(SegmentError::Os(_))));
+    }
+
+    #[test]
     fn random_names_have_cpython_shape() {
         let n = random_name("/psm_", 14).unwrap();
         assert_eq!(n.len(), 13);
         assert!(n.starts_with("/psm_"));
         assert!(n[5..].chars().all(|c| c.is_ascii_hexdigit()));
+        // The platform's own prefix: wnsm_ + 8 hex on Windows.
+        let n = random_name(RANDOM_NAME_PREFIX, 13).unwrap();
+        assert_eq!(n.len(), RANDOM_NAME_PREFIX.len() + 8);
+    }
+
+    #[test]
+    fn name_rules_round_trip() {
+        let os = os_name("psm_12345678");
+        assert!(is_os_name(&os));
+        assert_eq!(reported_name(&os), "psm_12345678");
+        if cfg!(windows) {
+            assert_eq!(os, "psm_12345678");
+        } else {
+            assert_eq!(os, "/psm_12345678");
+            assert!(!is_os_name("psm_12345678"));
+            assert_eq!(os_name("/x"), "/x");
+        }
+    }
+
+    /// Linux refuses what glibc's shm_open refuses, with glibc's EINVAL.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn linux_name_rules_are_glibcs() {
+        for bad in ["/", "//", "/a/b", &format!("/{}", "x".repeat(300))] {
+            match Segment::open(bad) {
+                Err(SegmentError::Os(e)) => {
+                    assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{bad}")
+                }
+                other => panic!("{bad}: expected EINVAL, got {other:?}"),
+            }
+        }
+    }
+
+    /// As glibc's shm_open: a symlink in /dev/shm is not followed (ELOOP).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn linux_attach_never_follows_a_symlink() {
+        let name = unique("s");
+        let target = std::env::temp_dir().join(format!("{}-target", &name[1..]));
+        std::fs::write(&target, [b'x'; 4096]).unwrap();
+        let link = std::path::Path::new("/dev/shm").join(&name[1..]);
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let got = Segment::open(&name);
+        std::fs::remove_file(&link).unwrap();
+        std::fs::remove_file(&target).unwrap();
+        match got {
+            Err(SegmentError::Os(e)) => assert_eq!(e.raw_os_error(), Some(libc::ELOOP)),
+            other => panic!("expected ELOOP, got {other:?}"),
+        }
+    }
+
+    /// The descriptor helpers for the tracker's pipe: the write arrives
+    /// whole, and a closed descriptor is EBADF, not a crash.
+    #[cfg(unix)]
+    #[test]
+    fn pipe_helpers_write_and_close() {
+        use std::io::Read;
+        use std::os::fd::IntoRawFd;
+        let (mut reader, writer) = std::os::unix::net::UnixStream::pair().unwrap();
+        let fd = writer.into_raw_fd();
+        write_to_fd(fd, b"REGISTER:/x:shared_memory\n").unwrap();
+        close_fd(fd);
+        let mut got = String::new();
+        reader.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "REGISTER:/x:shared_memory\n");
+        assert_eq!(
+            write_to_fd(-1, b"x").unwrap_err().raw_os_error(),
+            Some(libc::EBADF)
+        );
+    }
+
+    /// On Windows a section goes with its last view: unlink changes
+    /// nothing, and dropping the last handle removes the segment.
+    #[cfg(windows)]
+    #[test]
+    fn windows_section_lives_with_its_handles() {
+        let name = unique("w");
+        let seg = Segment::create(&name, 100).unwrap();
+        seg.unlink().unwrap();
+        let other = Segment::open(&name).unwrap();
+        assert_eq!(other.len(), 4096);
+        drop(seg);
+        drop(other);
+        match Segment::open(&name) {
+            Err(SegmentError::Os(e)) => assert_eq!(e.raw_os_error(), Some(ERR_NOT_FOUND)),
+            other => panic!("expected the section to be gone, got {other:?}"),
+        }
+    }
+
+    /// The environment variable that makes this test binary the child of
+    /// [`two_processes_share_a_segment_and_a_list`].
+    const CHILD_ENV: &str = "FERROSHM_TEST_CHILD";
+
+    /// The child's half of [`two_processes_share_a_segment_and_a_list`]:
+    /// a no-op unless started by it.
+    #[test]
+    fn child_process_role() {
+        let Ok(names) = std::env::var(CHILD_ENV) else {
+            return;
+        };
+        let (seg_name, list_name) = names.split_once(',').unwrap();
+        let seg = Segment::open(seg_name).unwrap();
+        let mut got = [0u8; 6];
+        seg.read_at(1000, &mut got);
+        assert_eq!(&got, b"parent");
+        seg.write_at(2000, b"child!");
+        let list = crate::SharedList::open(list_name).unwrap();
+        assert_eq!(list.len(), 3);
+        assert_eq!(
+            list.get(1).unwrap(),
+            crate::Value::Str("from parent".into())
+        );
+        list.set(0, crate::ItemRef::Int(-7)).unwrap();
+        list.set(2, crate::ItemRef::Bytes(b"child")).unwrap();
+    }
+
+    /// Two processes: this one creates a segment and a ShareableList, a
+    /// child (this test binary again, running [`child_process_role`])
+    /// attaches to both by name, checks what the parent wrote and writes
+    /// back, and the parent sees the child's writes. Under wine this is the
+    /// Windows backend across processes.
+    #[test]
+    fn two_processes_share_a_segment_and_a_list() {
+        use crate::{ItemRef, SharedList, Value};
+        let seg_name = unique("x");
+        let seg = Segment::create(&seg_name, 3000).unwrap();
+        seg.write_at(1000, b"parent");
+        let list = SharedList::create_unique(&[
+            ItemRef::Int(1),
+            ItemRef::Str("from parent"),
+            ItemRef::Bytes(b"........"),
+        ])
+        .unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "segment::tests::child_process_role",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, format!("{seg_name},{}", list.name()))
+            .output()
+            .unwrap();
+        let cleanup = || {
+            let _ = seg.unlink();
+            let _ = list.unlink();
+        };
+        if !out.status.success() {
+            cleanup();
+            panic!(
+                "child failed: {}\n{}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("1 passed"),
+            "the child ran no test:\n{stdout}"
+        );
+        let mut got = [0u8; 6];
+        seg.read_at(2000, &mut got);
+        assert_eq!(list.get(0).unwrap(), Value::Int(-7));
+        assert_eq!(list.get(2).unwrap(), Value::Bytes(b"child".to_vec()));
+        cleanup();
+        assert_eq!(&got, b"child!");
     }
 }

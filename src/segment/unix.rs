@@ -1,10 +1,26 @@
-//! POSIX shared memory: `shm_open`, `ftruncate`, `posix_fallocate`, `fstat`,
-//! `mmap`, `munmap`, `shm_unlink`. Every system call of the segment module
-//! lives in this file.
+//! POSIX shared memory through rustix: `shm_open`, `ftruncate`,
+//! `fallocate` (Linux), `fstat`, `mmap`, `munmap`, `shm_unlink`. Every
+//! system call of the segment module on Unix lives in this file.
+//!
+//! rustix hands out [`OwnedFd`]s, so a descriptor is closed exactly once
+//! whatever path a call takes, and reports failures as `Errno`s, which
+//! become `io::Error`s carrying the same errno. Interrupted calls are
+//! retried with [`retry_on_intr`]. `unsafe` is left only where memory is
+//! mapped or unmapped, and where a descriptor number comes from the caller.
+//!
+//! Platform rules: Linux reserves a new object's pages with `fallocate`;
+//! macOS has no `fallocate` for shared-memory objects, lets `ftruncate` size
+//! an object only once (so it is called only by the call that created it)
+//! and limits names to 31 bytes, leading `/` included (`PSHMNAMLEN`).
 
-use std::ffi::CString;
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
+
+use rustix::fs::Mode;
+use rustix::io::{retry_on_intr, Errno};
+use rustix::mm::{MapFlags, ProtFlags};
+use rustix::shm;
 
 use super::{OpenOptions, SegmentError};
 
@@ -13,6 +29,14 @@ use super::{OpenOptions, SegmentError};
 pub(super) const SEGMENT_DIR: Option<&str> = Some("/dev/shm");
 #[cfg(not(target_os = "linux"))]
 pub(super) const SEGMENT_DIR: Option<&str> = None;
+
+/// The longest name `shm_open` takes on macOS, leading `/` included
+/// (`PSHMNAMLEN` in XNU's `bsd/kern/posix_shm.c`).
+#[cfg(target_vendor = "apple")]
+pub(super) const NAME_MAX: Option<usize> = Some(31);
+/// No limit of ferroshm's own: the C library's rules apply.
+#[cfg(not(target_vendor = "apple"))]
+pub(super) const NAME_MAX: Option<usize> = None;
 
 /// One `mmap` of a shared-memory object. Unmapped on drop.
 pub(super) struct Mapping {
@@ -52,48 +76,49 @@ impl Drop for Mapping {
         // (through `Segment` and its owners), so none is left. munmap of a
         // valid mapping cannot fail; were it to, there is nothing a destructor
         // could do about it, so the result is ignored.
-        unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), self.len);
-        }
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
 
-/// Closes a descriptor when dropped.
-struct Fd(libc::c_int);
+/// Linux's name rule, checked here as glibc's `shm_open` checks it (rustix
+/// opens `/dev/shm/NAME` itself, with a slightly different rule): leading
+/// slashes are dropped, and what is left must be non-empty, free of `/`
+/// and fit glibc's buffer, or the call fails with `EINVAL` as the standard
+/// library's does.
+#[cfg(target_os = "linux")]
+fn check_name(name: &str) -> Result<(), SegmentError> {
+    let bare = name.trim_start_matches('/');
+    // glibc: "/dev/shm/" + "sem." + NAME_MAX (255) bytes, NUL included.
+    if bare.is_empty() || bare.contains('/') || bare.len() > 260 {
+        return Err(io::Error::from(Errno::INVAL).into());
+    }
+    Ok(())
+}
 
-impl Drop for Fd {
-    fn drop(&mut self) {
-        // SAFETY: `self.0` is a descriptor this module opened and owns; it is
-        // closed once, here. close(2) errors leave nothing to recover.
-        unsafe {
-            libc::close(self.0);
-        }
+/// macOS's name rule: at most [`NAME_MAX`] bytes, with an error that says
+/// so (the kernel only says `ENAMETOOLONG`).
+#[cfg(not(target_os = "linux"))]
+fn check_name(name: &str) -> Result<(), SegmentError> {
+    match NAME_MAX {
+        Some(max) if name.len() > max => Err(SegmentError::NameTooLong {
+            len: name.len(),
+            max,
+        }),
+        _ => Ok(()),
     }
 }
 
-fn cstring(name: &str) -> Result<CString, SegmentError> {
-    CString::new(name).map_err(|_| SegmentError::EmbeddedNul)
-}
-
-fn retry<T: PartialEq + Copy>(fail: T, mut f: impl FnMut() -> T) -> io::Result<T> {
-    loop {
-        let r = f();
-        if r != fail {
-            return Ok(r);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
-}
-
-fn shm_open(name: &CString, flags: i32, mode: u32) -> io::Result<Fd> {
-    // SAFETY: `name` is a valid NUL-terminated string for the whole call.
-    let fd = retry(-1, || unsafe {
-        libc::shm_open(name.as_ptr(), flags, mode as libc::mode_t)
-    })?;
-    Ok(Fd(fd))
+fn shm_open(name: &str, flags: i32, mode: u32) -> io::Result<OwnedFd> {
+    // The flags are Python's os.O_* values, the C library's own: passed on
+    // bit for bit (ShmOFlags keeps unknown bits), as `_posixshmem` does.
+    // On Linux rustix opens /dev/shm/NAME itself and adds only O_CLOEXEC:
+    // O_NOFOLLOW is added here, as glibc's shm_open adds it, so that a
+    // symlink planted in /dev/shm is ELOOP and never followed.
+    #[cfg(target_os = "linux")]
+    let flags = flags | libc::O_NOFOLLOW;
+    let flags = shm::OFlags::from_bits_retain(flags as u32);
+    let mode = Mode::from_bits_retain(mode as _);
+    Ok(retry_on_intr(|| shm::open(name, flags, mode))?)
 }
 
 /// Open `name` as `opts` says and map it. Returns the mapping and whether
@@ -106,81 +131,79 @@ pub(super) fn open_and_map(
     hook: &mut dyn FnMut() -> io::Result<()>,
     hook_first: bool,
 ) -> Result<(Mapping, bool), SegmentError> {
-    let cname = cstring(name)?;
+    check_name(name)?;
     if hook_first {
         hook()?;
     }
-    let (fd, created) = if opts.flags & libc::O_CREAT != 0 && opts.flags & libc::O_EXCL == 0 {
+    let creating = opts.flags & libc::O_CREAT != 0;
+    let (fd, created) = if creating && opts.flags & libc::O_EXCL == 0 {
         // Open-or-create: try to create first, so that we know whether a
         // later failure may remove the object.
-        match shm_open(&cname, opts.flags | libc::O_EXCL, opts.mode) {
+        match shm_open(name, opts.flags | libc::O_EXCL, opts.mode) {
             Ok(fd) => (fd, true),
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => (
-                shm_open(&cname, opts.flags & !libc::O_CREAT, opts.mode)?,
+                shm_open(name, opts.flags & !libc::O_CREAT, opts.mode)?,
                 false,
             ),
             Err(e) => return Err(e.into()),
         }
     } else {
-        (
-            shm_open(&cname, opts.flags, opts.mode)?,
-            opts.flags & libc::O_CREAT != 0,
-        )
+        (shm_open(name, opts.flags, opts.mode)?, creating)
     };
     let hooked = if created && !hook_first {
         hook().map_err(SegmentError::from)
     } else {
         Ok(())
     };
-    match hooked.and_then(|()| size_and_map(&fd, opts)) {
+    let size = if created { opts.size } else { None };
+    match hooked.and_then(|()| size_and_map(fd.as_fd(), size, opts)) {
         Ok(map) => Ok((map, created)),
         Err(e) => {
             if created {
-                // SAFETY: valid NUL-terminated name. The object is ours: this
-                // call created it exclusively a moment ago.
-                unsafe {
-                    libc::shm_unlink(cname.as_ptr());
-                }
+                // The object is ours: this call created it exclusively a
+                // moment ago. Its error is the one to report.
+                let _ = retry_on_intr(|| shm::unlink(name));
             }
             Err(e)
         }
     }
 }
 
-fn size_and_map(fd: &Fd, opts: &OpenOptions) -> Result<Mapping, SegmentError> {
-    if let Some(size) = opts.size.filter(|&s| s > 0) {
-        let len =
-            libc::off_t::try_from(size).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+/// Size a new object (`size`: only the call that created it sizes it;
+/// macOS allows a single `ftruncate`), then map all of it.
+fn size_and_map(
+    fd: BorrowedFd<'_>,
+    size: Option<usize>,
+    opts: &OpenOptions,
+) -> Result<Mapping, SegmentError> {
+    if let Some(size) = size.filter(|&s| s > 0) {
+        // off_t is signed: larger sizes are EFBIG, as for ftruncate itself.
+        let len = i64::try_from(size).map_err(|_| io::Error::from(Errno::FBIG))? as u64;
         // Reserving the pages also sets the size (fallocate extends the
         // file); only where nothing can be reserved is ftruncate needed.
         if !(opts.reserve && reserve(fd, len)?) {
-            // SAFETY: plain system call on a descriptor we own.
-            retry(-1, || unsafe { libc::ftruncate(fd.0, len) })?;
+            retry_on_intr(|| rustix::fs::ftruncate(fd, len)).map_err(io::Error::from)?;
         }
     }
-    // SAFETY: `st` is plain old data that fstat fills in; zeroed is a valid value.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `fd` is open and `st` is a valid out-pointer.
-    retry(-1, || unsafe { libc::fstat(fd.0, &mut st) })?;
-    let len =
-        usize::try_from(st.st_size).map_err(|_| io::Error::from_raw_os_error(libc::EOVERFLOW))?;
+    let st = retry_on_intr(|| rustix::fs::fstat(fd)).map_err(io::Error::from)?;
+    let len = usize::try_from(st.st_size).map_err(|_| io::Error::from(Errno::OVERFLOW))?;
     if len == 0 {
         return Err(SegmentError::Empty);
     }
     let writable = opts.writable();
     let prot = if writable {
-        libc::PROT_READ | libc::PROT_WRITE
+        ProtFlags::READ | ProtFlags::WRITE
     } else {
-        libc::PROT_READ
+        ProtFlags::READ
     };
-    // SAFETY: a fresh shared mapping chosen by the kernel (null hint) of an
-    // open descriptor; the result is checked before use.
-    let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_SHARED, fd.0, 0) };
-    if ptr == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error().into());
-    }
-    let ptr =
-        NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
+    // SAFETY: a fresh shared mapping at an address the kernel chooses (null
+    // hint, no MAP_FIXED), so no existing memory is replaced; `fd` is open
+    // for the call. The memory is only ever reached through raw pointers
+    // (see the module docs of `segment`), so other processes writing it,
+    // or the object shrinking, cannot break Rust's aliasing rules.
+    let ptr = unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0) }
+        .map_err(io::Error::from)?;
+    let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::from(Errno::NOMEM))?;
     #[allow(clippy::unnecessary_cast)] // dev_t/ino_t widths differ by platform
     let identity = (st.st_dev as u64, st.st_ino as u64);
     Ok(Mapping {
@@ -196,81 +219,63 @@ fn size_and_map(fd: &Fd, opts: &OpenOptions) -> Result<Mapping, SegmentError> {
 /// touch. Returns whether the pages were reserved (false where the
 /// filesystem cannot reserve; the caller then only sets the size).
 #[cfg(target_os = "linux")]
-fn reserve(fd: &Fd, len: libc::off_t) -> io::Result<bool> {
-    loop {
-        // SAFETY: plain system call on a descriptor we own. The kernel call
-        // (not glibc's posix_fallocate, which would emulate it by writing
-        // every block) so that an unsupported filesystem says so.
-        let rc = unsafe { libc::fallocate(fd.0, 0, 0, len) };
-        if rc == 0 {
-            return Ok(true);
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            // Filesystems without fallocate: nothing can be reserved; carry
-            // on as the standard library does.
-            Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => return Ok(false),
-            _ => return Err(err),
-        }
+fn reserve(fd: BorrowedFd<'_>, len: u64) -> io::Result<bool> {
+    // The system call (rustix calls the kernel directly; glibc's
+    // posix_fallocate would emulate it by writing every block), so that an
+    // unsupported filesystem says so.
+    match retry_on_intr(|| rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::empty(), 0, len)) {
+        Ok(()) => Ok(true),
+        // Filesystems without fallocate: nothing can be reserved; carry on
+        // as the standard library does.
+        Err(Errno::OPNOTSUPP) | Err(Errno::NOSYS) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
+/// No `fallocate` for shared-memory objects here (macOS, the BSDs): the
+/// size is set with `ftruncate` alone.
 #[cfg(not(target_os = "linux"))]
-fn reserve(_fd: &Fd, _len: libc::off_t) -> io::Result<bool> {
+fn reserve(_fd: BorrowedFd<'_>, _len: u64) -> io::Result<bool> {
     Ok(false)
 }
 
+/// Close a descriptor the caller hands over (it is not used afterwards).
 pub(super) fn close_fd(fd: i32) {
-    drop(Fd(fd));
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: the caller gives up `fd`, an open descriptor it owns (a
+    // duplicate made for this purpose), and never uses it again; the
+    // OwnedFd closes it once, here.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
 }
 
 pub(super) fn unlink(name: &str) -> io::Result<()> {
-    let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: valid NUL-terminated string for the whole call.
-    retry(-1, || unsafe { libc::shm_unlink(cname.as_ptr()) })?;
-    Ok(())
+    check_name(name).map_err(|e| match e {
+        SegmentError::Os(e) => e,
+        other => io::Error::new(io::ErrorKind::InvalidInput, other.to_string()),
+    })?;
+    Ok(retry_on_intr(|| shm::unlink(name))?)
 }
 
 /// Write all of `msg` to the open descriptor `fd` (a pipe, usually), retrying
 /// on EINTR. A message of at most `PIPE_BUF` bytes reaches a pipe in one
 /// piece, whatever other writers do.
-pub(super) fn write_all_fd(fd: libc::c_int, msg: &[u8]) -> io::Result<()> {
+pub(super) fn write_all_fd(fd: i32, msg: &[u8]) -> io::Result<()> {
+    if fd < 0 {
+        return Err(Errno::BADF.into());
+    }
+    // SAFETY: the caller keeps `fd` open until it hands it to `close_fd`,
+    // after this call. Were the number stale after all, write(2) would
+    // fail with EBADF or write to whatever has that number; no memory is
+    // touched through the descriptor either way.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
     let mut done = 0;
     while done < msg.len() {
-        let rest = &msg[done..];
-        // SAFETY: `rest` is valid for `rest.len()` bytes of reads; a bad `fd`
-        // makes write(2) fail with EBADF, which is returned.
-        let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
+        match retry_on_intr(|| rustix::io::write(fd, &msg[done..]))? {
+            0 => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            n => done += n,
         }
-        if n == 0 {
-            return Err(io::Error::from(io::ErrorKind::WriteZero));
-        }
-        done += n as usize;
-    }
-    Ok(())
-}
-
-pub(super) fn fill_random(buf: &mut [u8]) -> io::Result<()> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        let rest = &mut buf[filled..];
-        // SAFETY: `rest` is a valid writable buffer of `rest.len()` bytes.
-        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        filled += n as usize;
     }
     Ok(())
 }
