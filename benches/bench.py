@@ -158,20 +158,33 @@ def list_attach(n):
     return setup
 
 
-def manager_allocate(sm):
-    # One manager of each kind at a time: two standard-library managers alive
-    # in one process sometimes leave resource-tracker entries behind.
-    manager_class = ferroshm.SharedMemoryManager if sm is ferroshm else stdlib_managers.SharedMemoryManager
-    smm = manager_class()
-    smm.start()
-    for _ in range(20):  # warm up: connection, caches
-        smm.SharedMemory(4096).close()
+def manager_allocate(allocate):
+    """``allocate(smm)`` through a started manager of each implementation."""
 
-    @looped
-    def fn():
-        smm.SharedMemory(4096).close()
+    def setup(sm):
+        # One manager of each kind at a time: two standard-library managers
+        # alive in one process sometimes leave resource-tracker entries behind.
+        manager_class = ferroshm.SharedMemoryManager if sm is ferroshm else stdlib_managers.SharedMemoryManager
+        smm = manager_class()
+        smm.start()
+        for _ in range(20):  # warm up: connection, caches
+            allocate(smm)
 
-    return fn, smm.shutdown
+        @looped
+        def fn():
+            allocate(smm)
+
+        return fn, smm.shutdown
+
+    return setup
+
+
+def manager_shared_memory(smm):
+    smm.SharedMemory(4096).close()
+
+
+def manager_shareable_list(smm):
+    smm.ShareableList(SMALL).shm.close()
 
 
 SMALL = [0, 1, "hello", b"bytes", 2.5, None, True, 7]
@@ -187,7 +200,8 @@ CASES = [
     Case("ShareableList(range(100,000)) create", 5, list_create(100_000)),
     Case("ShareableList attach, 100,000 items", 20, list_attach(100_000)),
     Case("ShareableList attach, 10 items", 200, list_attach(10)),
-    Case("SharedMemoryManager.SharedMemory(4096) + close", 300, manager_allocate),
+    Case("SharedMemoryManager.SharedMemory(4096) + close", 300, manager_allocate(manager_shared_memory)),
+    Case("SharedMemoryManager.ShareableList(8 items) + close", 300, manager_allocate(manager_shareable_list)),
 ]
 
 

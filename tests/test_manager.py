@@ -336,6 +336,32 @@ def handle_requests_as_python_310_does(server):
     server.handle_request = handle_request
 
 
+def test_bare_os_fork_child_opens_its_own_connection(managers):
+    # os.fork() runs none of multiprocessing's after-fork hooks: the child
+    # still must not answer on the parent's connection.
+    with managers() as smm:
+        smm.SharedMemory(8)  # the parent's connection exists before the fork
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through the pipe
+            status = 1
+            try:
+                os.close(read_end)
+                sizes = [smm.SharedMemory(100 + i).size for i in range(20)]
+                os.write(write_end, json.dumps(sizes).encode())
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write_end)
+        parent_sizes = [smm.SharedMemory(500 + i).size for i in range(20)]
+        with os.fdopen(read_end) as f:
+            child_sizes = json.loads(f.read() or "null")
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert child_sizes == [100 + i for i in range(20)]
+        assert parent_sizes == [500 + i for i in range(20)]
+
+
 def test_get_server_serves_in_this_process():
     server_side = SharedMemoryManager(address=("127.0.0.1", 0), authkey=AUTHKEY)
     server = server_side.get_server()

@@ -6,7 +6,8 @@ hooks CPython's own tests use (``_make_filename``, ``_SHM_NAME_PREFIX``,
 in for ``multiprocessing.shared_memory`` (see :func:`ferroshm.patch_stdlib`).
 Segments are created, mapped, unmapped and unlinked by the Rust core in
 ``ferroshm._native``; this file holds only argument checking in the standard
-library's order, naming hooks and resource-tracker calls.
+library's order and naming hooks; the resource-tracker calls are
+:mod:`ferroshm._tracker`'s.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ import operator
 import os
 
 from . import _native
+from ._tracker import announcement as _announcement
+from ._tracker import check_trackable as _check_trackable
+from ._tracker import registered as _registered
+from ._tracker import send as _tracker_send
 
 __all__ = ["SharedMemory", "ShareableList"]
 
@@ -47,109 +52,6 @@ def _make_filename():
     return _native.random_name(_SHM_NAME_PREFIX, _SHM_SAFE_NAME_LENGTH)
 
 
-_stdlib_register = resource_tracker.register if _USE_POSIX else None
-_stdlib_unregister = resource_tracker.unregister if _USE_POSIX else None
-
-
-# Segments this process has registered with the tracker, by name, with the
-# (device, inode) of the object registered. The tracker keeps a set, so a
-# second REGISTER of a name it holds changes nothing: attaching again to the
-# same object skips the message (a pipe write that wakes the tracker, the
-# bulk of an attach's cost). A segment re-created under the same name has
-# another inode and is registered again. Inherited across fork, like the
-# tracker itself.
-_registered = {}
-
-
-def _direct_tracker():
-    """The standard library's resource tracker object and its lock, when its
-    pipe may be written to directly: the tracker has the shape this code
-    knows, and neither ``register`` nor ``unregister`` was replaced (by a
-    test or a user, who then expects every message to go through them).
-    None otherwise."""
-    if resource_tracker.register is not _stdlib_register or resource_tracker.unregister is not _stdlib_unregister:
-        return None
-    tracker = getattr(resource_tracker, "_resource_tracker", None)
-    lock = getattr(tracker, "_lock", None)
-    return None if lock is None else (tracker, lock)
-
-
-def _tracker_send(cmd, name, identity=None):
-    """Send ``cmd`` ("REGISTER" or "UNREGISTER") for segment ``name`` to the
-    standard library's resource tracker, the one the whole process tree
-    shares.
-
-    When the tracker is running, the message goes straight down its pipe:
-    one write instead of the standard library's probe-then-write, and none
-    for a REGISTER of an object this process has registered already.
-    Whenever that is not possible (tracker not started yet or gone, a
-    tracker of another shape, register/unregister replaced by a test or a
-    user), the standard library's own function does it, relaunching the
-    tracker if needed.
-    """
-    direct = _direct_tracker()
-    if direct is not None and direct[0]._fd is not None:
-        tracker, lock = direct
-        if cmd == "REGISTER":
-            if identity is not None and _registered.get(name) == identity:
-                return
-        msg = f"{cmd}:{name}:shared_memory\n".encode("ascii")
-        with lock:
-            fd = tracker._fd
-            if fd is not None:
-                try:
-                    if os.write(fd, msg) == len(msg):
-                        if cmd == "REGISTER":
-                            _registered[name] = identity
-                        else:
-                            _registered.pop(name, None)
-                        return
-                except OSError:
-                    pass  # the tracker is gone: let the stdlib relaunch it
-    _registered.pop(name, None)
-    if cmd == "REGISTER":
-        resource_tracker.register(name, "shared_memory")
-    else:
-        resource_tracker.unregister(name, "shared_memory")
-
-
-def _announcement(name, first):
-    """What ``_native.Segment.open`` needs to register ``name`` with the
-    resource tracker the moment it creates the segment, before sizing it
-    (for a large segment, the slow part): ``(fd, register, unregister,
-    first)``, with ``fd`` a duplicate of the tracker's pipe that
-    ``Segment.open`` closes, and ``first`` whether to announce before the
-    segment is even created (see _open_segment).
-
-    Registering only after the segment is complete, as the standard library
-    does, leaves a window in which a SIGKILL leaks the segment for good;
-    with reserved pages that window grows with the size. None when the
-    tracker cannot be written to directly (see _tracker_send); the caller
-    then registers afterwards."""
-    direct = _direct_tracker()
-    if direct is None:
-        return None
-    tracker, lock = direct
-    if getattr(tracker, "_fd", None) is None:
-        try:
-            tracker.ensure_running()
-        except Exception:
-            return None
-    with lock:
-        fd = getattr(tracker, "_fd", None)
-        if fd is None:
-            return None
-        # A duplicate: the tracker's own descriptor may be closed and its
-        # number reused (tracker relaunched) while the segment is created.
-        fd = os.dup(fd)
-    return (
-        fd,
-        f"REGISTER:{name}:shared_memory\n".encode("ascii"),
-        f"UNREGISTER:{name}:shared_memory\n".encode("ascii"),
-        first,
-    )
-
-
 def _open_segment(name, flags, mode, size, track, random_name=False):
     # A fresh random name is announced before it is even created (if it
     # turns out to be taken, the announcement is taken back); a name the
@@ -159,18 +61,6 @@ def _open_segment(name, flags, mode, size, track, random_name=False):
     announce = _announcement(name, first) if track and flags & os.O_CREAT else None
     # Segment.open closes the announcement's descriptor itself.
     return _native.Segment.open(name, flags, mode, size, announce=announce)
-
-
-def _check_trackable(name):
-    # The resource tracker's line protocol ("CMD:name:rtype\n", ASCII)
-    # cannot carry these: such a name would be registered wrongly or not at
-    # all, and the segment would leak (gh-98896, gh-103043).
-    if not name.isascii() or ":" in name or "\n" in name:
-        raise ValueError(
-            f"shared memory name {name!r} cannot be tracked: the resource "
-            "tracker carries only ASCII names without ':' or newlines "
-            "(use such names with track=False)"
-        )
 
 
 class SharedMemory:
