@@ -15,6 +15,7 @@ surprises; only the way they are sent is faster (see :func:`send`).
 from __future__ import annotations
 
 import os
+import select
 from multiprocessing import resource_tracker
 
 _stdlib_register = resource_tracker.register
@@ -57,30 +58,54 @@ def send(cmd, name, identity=None):
     register/unregister replaced by a test or a user), the standard
     library's own function does it, relaunching the tracker if needed.
     """
-    direct = direct_tracker()
-    if direct is not None and direct[0]._fd is not None:
-        tracker, lock = direct
-        if cmd == "REGISTER":
-            if identity is not None and registered.get(name) == identity:
-                return
-        msg = f"{cmd}:{name}:shared_memory\n".encode("ascii")
-        with lock:
-            fd = tracker._fd
-            if fd is not None:
-                try:
-                    if os.write(fd, msg) == len(msg):
-                        if cmd == "REGISTER":
-                            registered[name] = identity
-                        else:
-                            registered.pop(name, None)
-                        return
-                except OSError:
-                    pass  # the tracker is gone: let the stdlib relaunch it
+    if cmd == "REGISTER" and identity is not None and registered.get(name) == identity:
+        return
+    if _write_direct(f"{cmd}:{name}:shared_memory\n".encode("ascii")):
+        _remember(cmd, name, identity)
+        return
     registered.pop(name, None)
     if cmd == "REGISTER":
         resource_tracker.register(name, "shared_memory")
     else:
         resource_tracker.unregister(name, "shared_memory")
+
+
+def send_all(cmd, names):
+    """:func:`send` for several names (no identities): in a single write to
+    the tracker's pipe when it can be written to directly, which wakes the
+    tracker once instead of once a name. A write of at most ``PIPE_BUF``
+    bytes reaches a pipe whole; longer batches go name by name."""
+    msg = "".join(f"{cmd}:{name}:shared_memory\n" for name in names).encode("ascii")
+    if len(msg) <= getattr(select, "PIPE_BUF", 512) and _write_direct(msg):
+        for name in names:
+            _remember(cmd, name, None)
+        return
+    for name in names:
+        send(cmd, name)
+
+
+def _write_direct(msg):
+    """Write ``msg`` straight down the running tracker's pipe; whether it
+    went (False: no direct tracker, or it is gone, see :func:`send`)."""
+    direct = direct_tracker()
+    if direct is None or direct[0]._fd is None:
+        return False
+    tracker, lock = direct
+    with lock:
+        fd = tracker._fd
+        if fd is None:
+            return False
+        try:
+            return os.write(fd, msg) == len(msg)
+        except OSError:
+            return False  # the tracker is gone: let the stdlib relaunch it
+
+
+def _remember(cmd, name, identity):
+    if cmd == "REGISTER":
+        registered[name] = identity
+    else:
+        registered.pop(name, None)
 
 
 def announcement(name, first):

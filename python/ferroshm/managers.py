@@ -13,9 +13,13 @@ process and thread (a child process opens its own). What differs, and why:
   process's resource tracker, and only tells the server its name: when that
   process belongs to another process tree (a client that connected with
   ``address`` and ``authkey``), its tracker unlinks the segment as soon as the
-  client exits, while the manager still lists it (gh-110468). Here the server
-  creates the segment, registered with the tracker it shares with the process
-  that started the manager, and the caller attaches to it untracked. A segment
+  client exits, while the manager still lists it (gh-110468). Here every
+  segment is registered with the tracker the server shares with the process
+  that started the manager, before it exists: an unnamed one is created,
+  untracked, by the caller under a name the server reserved and registered
+  beforehand (in batches), and the server adopts it in the call that returns
+  it; a named one (or a list of a name) is created by the server, and the
+  caller attaches to it untracked. A segment
   lives until the manager shuts down (or someone unlinks it), whoever asked
   for it and whenever they exit; a caller killed in the middle of a call
   leaves nothing behind that the server does not own.
@@ -60,7 +64,7 @@ from multiprocessing.managers import convert_to_error, dispatch  # type: ignore[
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
 from . import _native, _tracker
-from .shared_memory import ShareableList, SharedMemory
+from .shared_memory import _SHM_NAME_PREFIX, ShareableList, SharedMemory
 
 __all__ = ["SharedMemoryManager", "SharedMemoryServer"]
 
@@ -69,7 +73,15 @@ __all__ = ["SharedMemoryManager", "SharedMemoryServer"]
 # ids are hexadecimal, so this one cannot clash with them).
 _ALLOCATOR_ID = "ferroshm-allocator"
 _ALLOCATOR_TYPEID = "SharedMemoryAllocator"
-_ALLOCATOR_METHODS = ("SharedMemory", "ShareableList")
+_ALLOCATOR_METHODS = ("SharedMemory", "ShareableList", "reserve", "adopt")
+
+# Names a server reserves for a client at a time (see _Segments.reserve):
+# one tracker write and one reply carry them all. 16 lines fit in PIPE_BUF.
+_RESERVE_BATCH = 16
+# Reserved names have 16 hex digits, not CPython's 8: a server unlinks the
+# reserved names never adopted at its shutdown, so one must not be taken by
+# anybody else by chance.
+_RESERVED_HEX_DIGITS = 16
 
 
 # -- errors -------------------------------------------------------------------
@@ -165,6 +177,8 @@ class _Segments:
     def __init__(self, name: str) -> None:
         self.shared_memory_context_name = name
         self._paths: Dict[str, None] = {}  # OS names, an ordered set
+        # Names handed to clients to create segments under (see reserve).
+        self._reserved: Dict[str, None] = {}
         self._cond = threading.Condition()
         self._taking = 0
         self._closed = False
@@ -200,6 +214,35 @@ class _Segments:
             _tracker.send("REGISTER", path)
             take(path)
 
+    def reserve(self, count: int) -> List[str]:
+        """`count` fresh names for a client to create segments under itself,
+        owned by this server from now on: registered with the tracker (in one
+        write) and unlinked at shutdown whether or not a segment was ever
+        created under them. So a client killed between creating a segment
+        and :meth:`adopt` leaves nothing behind. Reported names."""
+        paths = [
+            _native.random_name(_SHM_NAME_PREFIX, len(_SHM_NAME_PREFIX) + _RESERVED_HEX_DIGITS)
+            for _ in range(max(0, min(count, _RESERVE_BATCH)))
+        ]
+        with self.taking():
+            _tracker.send_all("REGISTER", paths)
+            with self._cond:
+                self._reserved.update(dict.fromkeys(paths))
+        return [_native.reported_name(path) for path in paths]
+
+    def adopt(self, segment_name: str) -> None:
+        """A client created a segment under a reserved name: it is one of
+        this server's segments now (listed, destroyable). Refused once
+        :meth:`unlink` has begun (the client then removes it itself)."""
+        path = _native.os_name(segment_name)
+        with self._cond:
+            if self._closed:
+                raise _shutting_down_error()
+            if path not in self._reserved:
+                raise ValueError(f"{segment_name!r} is not a name this SharedMemoryManager reserved")
+            del self._reserved[path]
+            self._paths[path] = None
+
     def destroy_segment(self, segment_name: str) -> None:
         """Unlink one segment and stop tracking it (ValueError if unknown,
         as in the standard library)."""
@@ -215,8 +258,9 @@ class _Segments:
         with self._cond:
             self._closed = True
             self._cond.wait_for(lambda: self._taking == 0)
-            paths = list(self._paths)
+            paths = [*self._paths, *self._reserved]
             self._paths.clear()
+            self._reserved.clear()
         for path in paths:
             _destroy(path)
 
@@ -243,6 +287,15 @@ class _Allocator:
             sl.shm.close()
             take(sl.shm._name)
         return sl.shm.name
+
+    def reserve(self, count: int) -> List[str]:
+        return self._segments.reserve(count)
+
+    def adopt(self, segment_name: str, refill: int) -> List[str]:
+        """Adopt the client's new segment; reply with `refill` more
+        reserved names (0: the client has enough)."""
+        self._segments.adopt(segment_name)
+        return self._segments.reserve(refill) if refill else []
 
 
 def _wait_for_exit(pid: int) -> None:
@@ -358,6 +411,43 @@ class _AllocatorProxy(BaseProxy):
         except (OSError, EOFError) as exc:
             raise _unreachable_error(exc, self._token.address) from exc
         self._tls.pid = os.getpid()
+
+    def reserved_names(self) -> List[str]:
+        """The names the server reserved for this process and thread (a
+        child process, even one of a bare os.fork(), starts with none: the
+        parent's are the parent's to use)."""
+        tls = self._tls
+        if getattr(tls, "pool_pid", None) != os.getpid():
+            tls.pool = []
+            tls.pool_pid = os.getpid()
+        return tls.pool
+
+    def create(self, create: Callable[[str], Any], shm_of: Callable[[Any], SharedMemory]) -> Any:
+        """`create(name)` a segment (or list) here under a name the server
+        reserved, then have the server adopt it: one round trip, which also
+        brings more names when they run low. If the server refuses or cannot
+        be reached, the segment is removed again and the error raised."""
+        pool = self.reserved_names()
+        while True:
+            if not pool:
+                pool.extend(self._callmethod("reserve", (_RESERVE_BATCH,)))
+            name = pool.pop()
+            try:
+                obj = create(name)
+            except FileExistsError:
+                continue  # not ours after all (the server still owns the name)
+            break
+        try:
+            pool.extend(self._callmethod("adopt", (name, 0 if pool else _RESERVE_BATCH)))
+        except BaseException:
+            shm = shm_of(obj)
+            shm.close()
+            try:
+                shm.unlink()
+            except OSError:
+                pass
+            raise
+        return obj
 
     def _callmethod(self, methodname: str, args: tuple = (), kwds: dict = {}) -> Any:
         tls = self._tls
@@ -528,13 +618,17 @@ class SharedMemoryManager(_stdlib.SharedMemoryManager):
         owned by the manager and unlinked at its shutdown.
 
         ``name`` (keyword only, not in the standard library) chooses the
-        segment's name; FileExistsError if it exists. The server creates the
-        segment; the object returned is attached to it untracked."""
+        segment's name; FileExistsError if it exists, and the server creates
+        the segment, which the object returned attaches to untracked. Without
+        a name, this process creates it, untracked, under a name the server
+        reserved for it, and the server adopts it (one round trip)."""
         allocator = self._allocator()
         if allocator is None:
             shm = SharedMemory(name, create=True, size=size)
             self._hand_over(shm)
             return shm
+        if name is None:
+            return allocator.create(lambda n: SharedMemory(n, create=True, size=size, track=False), lambda shm: shm)
         segment_name = allocator._callmethod("SharedMemory", (size, name))
         return _attach(lambda n: SharedMemory(n, track=False), segment_name)
 
@@ -552,5 +646,7 @@ class SharedMemoryManager(_stdlib.SharedMemoryManager):
             sl = ShareableList(items, name=name)
             self._hand_over(sl.shm)
             return sl
+        if name is None:
+            return allocator.create(lambda n: ShareableList(items, name=n, track=False), lambda sl: sl.shm)
         segment_name = allocator._callmethod("ShareableList", (items, name))
         return _attach(lambda n: ShareableList(name=n, track=False), segment_name)
