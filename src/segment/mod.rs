@@ -26,6 +26,7 @@
 
 use std::fmt;
 use std::io;
+use std::ptr::NonNull;
 
 #[cfg_attr(unix, path = "unix.rs")]
 #[cfg_attr(windows, path = "windows.rs")]
@@ -160,8 +161,36 @@ impl From<io::Error> for SegmentError {
 /// named object stays until someone calls [`unlink`].
 pub struct Segment {
     name: String,
-    map: os::Mapping,
+    map: Mapping,
     created: bool,
+}
+
+/// One mapping of a segment's memory, with what the platform keeps beside
+/// it ([`os::Keep`]: Windows, the section's handle). Unmapped on drop.
+struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+    writable: bool,
+    identity: (u64, u64),
+    /// Dropped after the memory is unmapped (fields drop after `drop`).
+    _keep: os::Keep,
+}
+
+// SAFETY: the mapping is plain shared memory, not tied to the thread that
+// made it; every access goes through raw pointers whose users already cope
+// with concurrent writers (other processes), so sharing across threads adds
+// nothing new.
+unsafe impl Send for Mapping {}
+// SAFETY: as above; `Mapping` has no interior state besides the memory.
+unsafe impl Sync for Mapping {}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are what the platform's map call returned, and
+        // nothing else unmaps them. Every user of the memory holds this
+        // `Mapping` (through `Segment` and its owners), so none is left.
+        unsafe { os::unmap(self.ptr, self.len) }
+    }
 }
 
 impl Segment {
@@ -241,12 +270,12 @@ impl Segment {
 
     /// The size of the mapping in bytes (the object's size when it was opened).
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.map.len
     }
 
     /// Never true: empty objects are refused when opened.
     pub fn is_empty(&self) -> bool {
-        self.map.len() == 0
+        self.map.len == 0
     }
 
     /// Device and inode of the object when it was opened: two handles with
@@ -256,18 +285,18 @@ impl Segment {
     /// while any handle to it lives, so live handles compare correctly, but
     /// a section re-created after all handles closed looks the same.
     pub fn identity(&self) -> (u64, u64) {
-        self.map.identity()
+        self.map.identity
     }
 
     /// Whether the mapping may be written.
     pub fn writable(&self) -> bool {
-        self.map.writable()
+        self.map.writable
     }
 
     /// Start of the mapping. Valid for `len()` bytes while `self` lives; other
     /// processes may change the bytes at any time.
     pub fn as_ptr(&self) -> *mut u8 {
-        self.map.as_ptr()
+        self.map.ptr.as_ptr()
     }
 
     /// Copy `dst.len()` bytes from `offset` into `dst`.

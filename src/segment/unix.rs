@@ -22,7 +22,7 @@ use rustix::io::{retry_on_intr, Errno};
 use rustix::mm::{MapFlags, ProtFlags};
 use rustix::shm;
 
-use super::{OpenOptions, SegmentError};
+use super::{Mapping, OpenOptions, SegmentError};
 
 /// Where `shm_open` names appear as files.
 #[cfg(target_os = "linux")]
@@ -38,46 +38,19 @@ pub(super) const NAME_MAX: Option<usize> = Some(31);
 #[cfg(not(target_vendor = "apple"))]
 pub(super) const NAME_MAX: Option<usize> = None;
 
-/// One `mmap` of a shared-memory object. Unmapped on drop.
-pub(super) struct Mapping {
-    ptr: NonNull<u8>,
-    len: usize,
-    writable: bool,
-    identity: (u64, u64),
-}
+/// Nothing to keep beside a mapping: the descriptor can close once mapped.
+pub(super) type Keep = ();
 
-// SAFETY: the mapping is plain shared memory, not tied to the thread that
-// made it; every access goes through raw pointers whose users already cope
-// with concurrent writers (other processes), so sharing across threads adds
-// nothing new.
-unsafe impl Send for Mapping {}
-// SAFETY: as above; `Mapping` has no interior state besides the memory.
-unsafe impl Sync for Mapping {}
-
-impl Mapping {
-    pub(super) fn len(&self) -> usize {
-        self.len
-    }
-    pub(super) fn writable(&self) -> bool {
-        self.writable
-    }
-    pub(super) fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
-    }
-    pub(super) fn identity(&self) -> (u64, u64) {
-        self.identity
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` are exactly what `mmap` returned and nothing
-        // else unmaps them. Every user of the memory holds this `Mapping`
-        // (through `Segment` and its owners), so none is left. munmap of a
-        // valid mapping cannot fail; were it to, there is nothing a destructor
-        // could do about it, so the result is ignored.
-        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
-    }
+/// Unmap `len` bytes at `ptr`.
+///
+/// # Safety
+/// `ptr`/`len` must be exactly what `mmap` returned, unmapped only here and
+/// with no user of the memory left.
+pub(super) unsafe fn unmap(ptr: NonNull<u8>, len: usize) {
+    // SAFETY: the caller's contract. munmap of a valid mapping cannot fail;
+    // were it to, a destructor could do nothing about it, so the result is
+    // ignored.
+    let _ = unsafe { rustix::mm::munmap(ptr.as_ptr().cast(), len) };
 }
 
 /// Linux's name rule, checked here as glibc's `shm_open` checks it (rustix
@@ -211,6 +184,7 @@ fn size_and_map(
         len,
         writable,
         identity,
+        _keep: (),
     })
 }
 

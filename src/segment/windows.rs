@@ -31,7 +31,7 @@ use windows_sys::Win32::System::Memory::{
     PAGE_READWRITE,
 };
 
-use super::{OpenOptions, SegmentError};
+use super::{Mapping, OpenOptions, SegmentError};
 
 /// Sections do not appear as files anywhere.
 pub(super) const SEGMENT_DIR: Option<&str> = None;
@@ -39,53 +39,24 @@ pub(super) const SEGMENT_DIR: Option<&str> = None;
 /// No limit of ferroshm's own (Windows allows names up to `MAX_PATH`).
 pub(super) const NAME_MAX: Option<usize> = None;
 
-/// One view of a section and a handle to it (which keeps the name alive).
-/// Unmapped and closed on drop; the section goes with the last view or
-/// handle of any process.
-pub(super) struct Mapping {
-    ptr: NonNull<u8>,
-    len: usize,
-    writable: bool,
-    identity: (u64, u64),
-    /// Closed after the view is unmapped (fields drop after `drop`).
-    _section: OwnedHandle,
-}
+/// What a view keeps: the section's handle, which keeps the name alive
+/// (closed after the view is unmapped). The section goes with the last view
+/// or handle of any process.
+pub(super) type Keep = OwnedHandle;
 
-// SAFETY: the view is plain shared memory, not tied to the thread that made
-// it; every access goes through raw pointers whose users already cope with
-// concurrent writers (other processes), so sharing across threads adds
-// nothing new.
-unsafe impl Send for Mapping {}
-// SAFETY: as above; `Mapping` has no interior state besides the memory.
-unsafe impl Sync for Mapping {}
-
-impl Mapping {
-    pub(super) fn len(&self) -> usize {
-        self.len
-    }
-    pub(super) fn writable(&self) -> bool {
-        self.writable
-    }
-    pub(super) fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
-    }
-    pub(super) fn identity(&self) -> (u64, u64) {
-        self.identity
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: `ptr` is the base address MapViewOfFile returned, and
-        // nothing else unmaps it. Every user of the memory holds this
-        // `Mapping` (through `Segment` and its owners), so none is left.
-        // Unmapping a valid view cannot fail; were it to, a destructor
-        // could do nothing about it, so the result is ignored.
-        unsafe {
-            UnmapViewOfFile(MEMORY_MAPPED_VIEW_ADDRESS {
-                Value: self.ptr.as_ptr().cast(),
-            });
-        }
+/// Unmap the view at `ptr`.
+///
+/// # Safety
+/// `ptr` must be the base address `MapViewOfFile` returned, unmapped only
+/// here and with no user of the memory left.
+pub(super) unsafe fn unmap(ptr: NonNull<u8>, _len: usize) {
+    // SAFETY: the caller's contract. Unmapping a valid view cannot fail;
+    // were it to, a destructor could do nothing about it, so the result is
+    // ignored.
+    unsafe {
+        UnmapViewOfFile(MEMORY_MAPPED_VIEW_ADDRESS {
+            Value: ptr.as_ptr().cast(),
+        });
     }
 }
 
@@ -219,7 +190,7 @@ fn map_view(
         len: 0,
         writable,
         identity: identity_of(name),
-        _section: handle,
+        _keep: handle,
     };
     let mut info = std::mem::MaybeUninit::<MEMORY_BASIC_INFORMATION>::zeroed();
     // SAFETY: `info` is a writable buffer of the size passed; the address is
