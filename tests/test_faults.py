@@ -51,15 +51,18 @@ def reap(proc: subprocess.Popen) -> tuple[str, str]:
     return out, err
 
 
-def wait_until_gone(prefix: str, limit: float = 30.0) -> list[str]:
+def wait_until_gone(prefix: str, limit: float = 30.0, staying=lambda name: False) -> list[str]:
     """Wait for the segments named ``prefix*`` to disappear (a killed
-    process's resource tracker removes them once it notices); return those
-    still there after ``limit`` seconds. Not a timing assertion: the limit
-    only stops a test that would otherwise wait forever."""
-    deadline = time.monotonic() + limit
+    process's resource tracker removes them once it notices), all but those
+    ``staying`` says no one will remove (given two seconds, in which a
+    tracker removes what it was told of); return those still there after
+    ``limit`` seconds. Not a timing assertion: the limits only stop a test
+    that would otherwise wait forever."""
+    start = time.monotonic()
     while True:
         left = sorted(n for n in segments() if n.startswith(prefix))
-        if not left or time.monotonic() > deadline:
+        waited = time.monotonic() - start
+        if not left or (waited > 2 and all(map(staying, left))) or waited > limit:
             return left
         time.sleep(0.05)
 
@@ -113,7 +116,7 @@ def test_sigkill_creator_at_random_moments(shm_name, request):
                 state.buf[0] = 0
             finally:
                 out, err = reap(proc)
-            left = wait_until_gone(prefix)
+            left = wait_until_gone(prefix, staying=lambda n: in_documented_window(prefix, n))
             in_window = [n for n in left if in_documented_window(prefix, n)]
             remove(left)
             left = [n for n in left if n not in in_window]
