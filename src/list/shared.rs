@@ -612,7 +612,10 @@ pub(super) mod tests {
         a.segment().read_at(0, &mut x);
         b.segment().read_at(0, &mut y);
         assert_eq!(x, y);
-        assert_eq!(SharedList::open(&filled).unwrap().to_vec().unwrap(), a.to_vec().unwrap());
+        assert_eq!(
+            SharedList::open(&filled).unwrap().to_vec().unwrap(),
+            a.to_vec().unwrap()
+        );
         // Filled once: a second list there is EEXIST.
         let again = SharedList::create_in_placeholder(&filled, &ITEMS).unwrap_err();
         assert_eq!(again.raw_os_error(), Some(segment::ERR_EXISTS));

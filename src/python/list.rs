@@ -521,7 +521,13 @@ impl ShareableListPy {
         make_shm: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
         let list = OnceLock::new();
-        let _ = list.set(Self::build(py, Some(sequence), None, false, Some(make_shm))?);
+        let _ = list.set(Self::build(
+            py,
+            Some(sequence),
+            None,
+            false,
+            Some(make_shm),
+        )?);
         Ok(ShareableListPy { list })
     }
 

@@ -192,7 +192,11 @@ pub(super) fn object_size(name: &str) -> Result<u64, SegmentError> {
 /// and map it. Nothing is removed on failure: the name is not this call's.
 pub(super) fn open_placeholder(name: &str, opts: &OpenOptions) -> Result<Mapping, SegmentError> {
     check_name(name)?;
-    let fd = shm_open(name, opts.flags & !(libc::O_CREAT | libc::O_EXCL), opts.mode)?;
+    let fd = shm_open(
+        name,
+        opts.flags & !(libc::O_CREAT | libc::O_EXCL),
+        opts.mode,
+    )?;
     let st = retry_on_intr(|| rustix::fs::fstat(&fd)).map_err(io::Error::from)?;
     if st.st_size != 0 {
         return Err(io::Error::from(Errno::EXIST).into());
