@@ -342,7 +342,7 @@ def test_bare_os_fork_child_opens_its_own_connection(managers):
     with managers() as smm:
         smm.SharedMemory(8)  # the parent's connection exists before the fork
         # ... and so do its placeholders, which the child must not use.
-        parents = set() if AGAINST_STDLIB else {p[1:] for p in smm._allocator()._tls.pool}
+        parents = set() if AGAINST_STDLIB else {p[1:] for p in smm._allocator().placeholders()}
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child reports through the pipe
@@ -620,7 +620,7 @@ ferroshm_only = pytest.mark.skipif(AGAINST_STDLIB, reason="ferroshm's placeholde
 def test_a_placeholder_someone_sized_is_skipped_and_still_unlinked(managers):
     with managers() as smm:
         smm.SharedMemory(8).close()  # this thread now holds placeholders
-        pool = smm._allocator()._tls.pool
+        pool = smm._allocator().placeholders()
         unused = list(pool)
         # Not listed while empty.
         assert not set(request(smm, "list_segments")) & {p[1:] for p in unused}
@@ -650,7 +650,7 @@ def test_a_client_killed_mid_allocation_leaks_nothing(managers):
                 smm = SharedMemoryManager(address={smm.address!r}, authkey={AUTHKEY!r})
                 smm.connect()
                 smm.SharedMemory(8)
-                pool = smm._allocator()._tls.pool
+                pool = smm._allocator().placeholders()
                 _in_placeholder(pool[-1], 4096)
                 print(json.dumps(pool), flush=True)
                 os.kill(os.getpid(), signal.SIGKILL)

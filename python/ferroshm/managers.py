@@ -80,16 +80,8 @@ def _not_running_error() -> ValueError:
 def _shut_down_error() -> FileNotFoundError:
     return FileNotFoundError(
         errno.ENOENT,
-        "SharedMemoryManager has shut down and its segments are gone; "
-        "create and start a new SharedMemoryManager to allocate again",
-    )
-
-
-def _shutting_down_error() -> FileNotFoundError:
-    return FileNotFoundError(
-        errno.ENOENT,
-        "the SharedMemoryManager is shutting down and allocates no more "
-        "segments; start a new SharedMemoryManager",
+        "SharedMemoryManager has shut down (or is shutting down) and its segments "
+        "are gone; create and start a new SharedMemoryManager to allocate again",
     )
 
 
@@ -173,7 +165,7 @@ class _Segments:
         (FileNotFoundError) once :meth:`unlink` has begun."""
         with self._cond:
             if self._closed:
-                raise _shutting_down_error()
+                raise _shut_down_error()
             self._taking += 1
         taken: List[str] = []
         try:
@@ -388,17 +380,19 @@ class _AllocatorProxy(BaseProxy):
             raise _unreachable_error(exc, self._token.address) from exc
         self._tls.pid = os.getpid()
 
+    def placeholders(self) -> List[str]:
+        """The placeholders the server made for this process and thread. A
+        child, even one of a bare os.fork(), starts with none: the parent's
+        are the parent's to use."""
+        pools = self.__dict__.setdefault("_pools", {})
+        return pools.setdefault((os.getpid(), threading.get_ident()), [])
+
     def allocate(self, fill: Callable[[str], Any]) -> Any:
         """`fill(path)` the next placeholder: size and map it (a round trip
         for more only when they run out). A placeholder found sized
         (FileExistsError) is someone else's: skip it. One found gone means
         the server unlinked it at shutdown."""
-        tls = self._tls
-        if getattr(tls, "pool_pid", None) != os.getpid():
-            # A child, even one of a bare os.fork(), starts with none: the
-            # parent's are the parent's to use.
-            tls.pool, tls.pool_pid = [], os.getpid()
-        pool: List[str] = tls.pool
+        pool = self.placeholders()
         while True:
             if not pool:
                 pool.extend(self._callmethod("reserve", (_RESERVE_BATCH,)))
@@ -501,25 +495,27 @@ class SharedMemoryManager(_stdlib.SharedMemoryManager):
         self._ferroshm_server = self._probe()
         self._state.value = State.STARTED
 
-    def _dial(self) -> Any:
-        """A new connection to the server, or an error that says why not."""
+    def _request(self, method: str, *args: Any) -> Any:
+        """`method` on a connection of its own (the standard library's way),
+        or an error that says why not."""
         if self._address is None:
             raise _not_running_error()
         try:
-            return self._Client(self._address, authkey=self._authkey)
+            conn = self._Client(self._address, authkey=self._authkey)
         except (OSError, EOFError) as exc:
             raise _unreachable_error(exc, self._address) from exc
+        try:
+            return dispatch(conn, None, method, args)
+        finally:
+            conn.close()
 
     def _probe(self) -> bool:
         """Whether the server has an allocator (else it is the standard
         library's)."""
-        conn = self._dial()
         try:
-            dispatch(conn, None, "get_methods", (Token(_ALLOCATOR_TYPEID, self._address, _ALLOCATOR_ID),))
+            self._request("get_methods", Token(_ALLOCATOR_TYPEID, self._address, _ALLOCATOR_ID))
         except RemoteError:  # KeyError: no such object
             return False
-        finally:
-            conn.close()
         return True
 
     def _allocator(self) -> Optional[_AllocatorProxy]:
@@ -550,11 +546,7 @@ class SharedMemoryManager(_stdlib.SharedMemoryManager):
         """Give `shm`, just created here, to a standard-library server, its
         way (``track_segment``); unlink it if that fails."""
         try:
-            conn = self._dial()
-            try:
-                dispatch(conn, None, "track_segment", (shm.name,))
-            finally:
-                conn.close()
+            self._request("track_segment", shm.name)
         except BaseException:
             shm.close()
             try:
