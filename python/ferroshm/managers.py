@@ -393,19 +393,45 @@ class _AllocatorProxy(BaseProxy):
         (FileExistsError) is someone else's: skip it. One found gone means
         the server unlinked it at shutdown."""
         pool = self.placeholders()
+        if pool:
+            self._check_server()
         while True:
             if not pool:
                 pool.extend(self._callmethod("reserve", (_RESERVE_BATCH,)))
+            path = pool[-1]
             try:
-                obj = fill(pool[-1])
-            except FileExistsError:
-                pool.pop()
-                continue
-            except FileNotFoundError:
-                pool.clear()
-                raise _shut_down_error() from None
+                obj = fill(path)
+            except BaseException as exc:
+                # Keep the placeholder only if the call failed before it
+                # touched it (a bad argument, say).
+                try:
+                    size = _native.object_size(path)
+                except OSError:
+                    size = -1
+                if size:
+                    pool.pop()
+                if isinstance(exc, FileExistsError):
+                    continue
+                if isinstance(exc, FileNotFoundError) and size < 0:
+                    pool.clear()
+                    raise _shut_down_error() from None
+                raise
             pool.pop()
             return obj
+
+    def _check_server(self) -> None:
+        """Raise (as a call would) if the server is gone, before using a
+        placeholder it made: a poll(2) of this thread's connection, which
+        only the server's end closing makes readable between calls."""
+        conn = getattr(self._tls, "connection", None)
+        if conn is not None and getattr(self._tls, "pid", None) == os.getpid():
+            poller = select.poll()
+            poller.register(conn.fileno(), select.POLLIN)
+            if not poller.poll(0):
+                return
+            del self._tls.connection
+            conn.close()
+        self._callmethod("reserve", (0,))  # a new connection: fails if the server is gone
 
     def _callmethod(self, methodname: str, args: tuple = (), kwds: dict = {}) -> Any:
         tls = self._tls
