@@ -633,6 +633,11 @@ def test_a_placeholder_someone_sized_is_skipped_and_still_unlinked(managers):
         assert shm.size == 50 and list(sl) == ["x"]
         # Sized by someone: a segment of the manager's, listed.
         assert {taken[1:], shm.name, sl.shm.name} <= set(request(smm, "list_segments"))
+        # One found gone, as after shutdown: the manager's clear error.
+        ferroshm._native.unlink(pool[-1])
+        with pytest.raises(FileNotFoundError, match="shut down"):
+            smm.SharedMemory(8)
+        assert pool == [] and smm.SharedMemory(8).size == 8
     assert not any(exists(p[1:]) for p in unused)
 
 
@@ -691,8 +696,7 @@ def test_shutdown_racing_allocations_leaks_nothing(managers):
     smm.shutdown()
     thread.join()
     assert len(errors) == 1 and isinstance(errors[0], OSError), errors
-    # Placeholders still in hand are gone: the manager's clear error.
-    with pytest.raises(FileNotFoundError, match="shut down"):
+    with pytest.raises(OSError, match="shut down"):
         client.SharedMemory(8)
 
 

@@ -381,11 +381,10 @@ class _AllocatorProxy(BaseProxy):
         self._tls.pid = os.getpid()
 
     def placeholders(self) -> List[str]:
-        """The placeholders the server made for this process and thread. A
-        child, even one of a bare os.fork(), starts with none: the parent's
-        are the parent's to use."""
-        pools = self.__dict__.setdefault("_pools", {})
-        return pools.setdefault((os.getpid(), threading.get_ident()), [])
+        """The placeholders the server made for this process (its threads
+        share them). A child, even one of a bare os.fork(), starts with
+        none: the parent's are the parent's to use."""
+        return self.__dict__.setdefault("_pools", {}).setdefault(os.getpid(), [])
 
     def allocate(self, fill: Callable[[str], Any]) -> Any:
         """`fill(path)` the next placeholder: size and map it (a round trip
@@ -396,28 +395,29 @@ class _AllocatorProxy(BaseProxy):
         if pool:
             self._check_server()
         while True:
-            if not pool:
-                pool.extend(self._callmethod("reserve", (_RESERVE_BATCH,)))
-            path = pool[-1]
             try:
-                obj = fill(path)
+                path = pool.pop()
+            except IndexError:
+                more = self._callmethod("reserve", (_RESERVE_BATCH,))
+                if not more:
+                    raise _shut_down_error() from None
+                pool.extend(more)
+                continue
+            try:
+                return fill(path)
             except BaseException as exc:
-                # Keep the placeholder only if the call failed before it
-                # touched it (a bad argument, say).
                 try:
                     size = _native.object_size(path)
                 except OSError:
                     size = -1
-                if size:
-                    pool.pop()
+                if size == 0:  # untouched (a bad argument, say): still good
+                    pool.append(path)
                 if isinstance(exc, FileExistsError):
                     continue
                 if isinstance(exc, FileNotFoundError) and size < 0:
                     pool.clear()
                     raise _shut_down_error() from None
                 raise
-            pool.pop()
-            return obj
 
     def _check_server(self) -> None:
         """Raise (as a call would) if the server is gone, before using a
