@@ -90,14 +90,12 @@ def _unreachable_error(exc: Exception, address: Any, during: Optional[str] = Non
     of reach (ConnectionResetError for a connection that ended)."""
     if not isinstance(exc, OSError):  # EOFError: the server closed the connection
         exc = ConnectionResetError(errno.ECONNRESET, "the server closed the connection")
-    what = exc.strerror or str(exc)
-    if during is None:
-        message = f"{what}: no SharedMemoryManager server at {address!r}"
-    else:
-        message = (
-            f"{what}: lost the SharedMemoryManager server at {address!r} during "
-            f"a {during} request, which may or may not have been carried out"
-        )
+    server = f"SharedMemoryManager server at {address!r}"
+    message = f"{exc.strerror or exc}: " + (
+        f"lost the {server} during a {during} request, which may or may not have been carried out"
+        if during
+        else f"no {server}"
+    )
     message += " (it was shut down, or its process exited); start a new SharedMemoryManager"
     try:
         return type(exc)(exc.errno, message)
@@ -134,8 +132,8 @@ def _destroy(path: str) -> None:
 
 
 def _sized(path: str) -> bool:
-    """Whether a client has sized the placeholder `path` (or removed it,
-    which only its user would do): then it is a segment."""
+    """Whether a client sized the placeholder `path` (or removed it, which
+    only its user would do): then it is a segment."""
     try:
         return _native.object_size(path) > 0
     except OSError:
@@ -149,6 +147,10 @@ class _Segments:
     ``segment_names``). Names are taken inside :meth:`taking`, so that
     :meth:`unlink` waits for those being created and none slips past it.
     Placeholders handed out are segments once their client sized them.
+
+    It is also the allocator object clients call (``SharedMemory``,
+    ``ShareableList``, ``reserve``); errors (FileExistsError for a name in
+    use, ENOSPC, argument errors) go back to the caller as they are.
     """
 
     def __init__(self, name: str) -> None:
@@ -223,6 +225,20 @@ class _Segments:
                     _tracker.send_all("UNREGISTER", [p for p in paths if p not in made])
         return made
 
+    def SharedMemory(self, size: int, name: Optional[str]) -> str:
+        with self.taking() as take:
+            shm = SharedMemory(name, create=True, size=size)
+            shm.close()
+            take(shm._name)
+        return shm.name
+
+    def ShareableList(self, items: tuple, name: Optional[str]) -> str:
+        with self.taking() as take:
+            sl = ShareableList(items, name=name)
+            sl.shm.close()
+            take(sl.shm._name)
+        return sl.shm.name
+
     def destroy_segment(self, segment_name: str) -> None:
         """Unlink one segment and stop tracking it (ValueError if unknown,
         as in the standard library)."""
@@ -244,32 +260,6 @@ class _Segments:
             self._placeholders.clear()
         for path in paths:
             _destroy(path)
-
-
-class _Allocator:
-    """The object clients call, one per server. Errors (FileExistsError for
-    a name in use, ENOSPC, argument errors) go back to the caller as they
-    are."""
-
-    def __init__(self, segments: _Segments) -> None:
-        self._segments = segments
-
-    def SharedMemory(self, size: int, name: Optional[str]) -> str:
-        with self._segments.taking() as take:
-            shm = SharedMemory(name, create=True, size=size)
-            shm.close()
-            take(shm._name)
-        return shm.name
-
-    def ShareableList(self, items: tuple, name: Optional[str]) -> str:
-        with self._segments.taking() as take:
-            sl = ShareableList(items, name=name)
-            sl.shm.close()
-            take(sl.shm._name)
-        return sl.shm.name
-
-    def reserve(self, count: int) -> List[str]:
-        return self._segments.reserve(count)
 
 
 def _wait_for_exit(pid: int) -> None:
@@ -331,9 +321,9 @@ class SharedMemoryServer(_stdlib.SharedMemoryServer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.shared_memory_context = _Segments(self.shared_memory_context.shared_memory_context_name)
-        allocator = _Allocator(self.shared_memory_context)
-        self.id_to_obj[_ALLOCATOR_ID] = (allocator, set(_ALLOCATOR_METHODS), None)
+        segments = _Segments(self.shared_memory_context.shared_memory_context_name)
+        self.shared_memory_context = segments
+        self.id_to_obj[_ALLOCATOR_ID] = (segments, set(_ALLOCATOR_METHODS), None)
 
     def serve_forever(self) -> None:
         """Serve until shut down (or the owner dies), then unlink every
