@@ -330,10 +330,12 @@ class SharedMemoryServer(_stdlib.SharedMemoryServer):
         segment and exit (with SystemExit, like the standard library's)."""
         self.stop_event = threading.Event()
         process.current_process()._manager_server = self  # type: ignore[attr-defined]
-        threading.Thread(target=self.accepter, name="SharedMemoryServer-accepter", daemon=True).start()
-        if self.owner_pid is not None:
-            threading.Thread(target=self._watch_owner, name="SharedMemoryServer-owner-watch", daemon=True).start()
         try:
+            # Inside the try: a SIGTERM while the threads start (clients may
+            # be served already) must unlink too.
+            threading.Thread(target=self.accepter, name="SharedMemoryServer-accepter", daemon=True).start()
+            if self.owner_pid is not None:
+                threading.Thread(target=self._watch_owner, name="SharedMemoryServer-owner-watch", daemon=True).start()
             while not self.stop_event.is_set():
                 self.stop_event.wait(1)
         except (KeyboardInterrupt, SystemExit):
