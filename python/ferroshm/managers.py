@@ -10,10 +10,10 @@ process and thread). What differs, and why:
 * **The server owns every name.** It registers each with the resource
   tracker it shares with the process that started the manager, then creates
   it, before any client uses it. Unnamed allocations go into *placeholders*:
-  empty objects the server made, handed to a process and thread 16 at a
-  time; the caller sizes and maps one itself, untracked. A segment lives
-  until shutdown however its client ends (gh-110468), and a client killed
-  at any point leaves nothing the server does not own.
+  empty objects the server made, handed to a process 16 at a time; the
+  caller sizes and maps one itself, untracked. A segment lives until
+  shutdown however its client ends (gh-110468), and a client killed at any
+  point leaves nothing the server does not own.
 * **No round trip per unnamed allocation**, only one per 16; named ones
   (``name=...``, gh-101014) are made by the server in one round trip, on a
   connection kept open (the standard library opens one per call).
