@@ -341,25 +341,28 @@ def test_bare_os_fork_child_opens_its_own_connection(managers):
     # still must not answer on the parent's connection.
     with managers() as smm:
         smm.SharedMemory(8)  # the parent's connection exists before the fork
+        # ... and so do its placeholders, which the child must not use.
+        parents = set() if AGAINST_STDLIB else {p[1:] for p in smm._allocator().placeholders()}
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child reports through the pipe
             status = 1
             try:
                 os.close(read_end)
-                sizes = [smm.SharedMemory(100 + i).size for i in range(20)]
-                os.write(write_end, json.dumps(sizes).encode())
+                made = [smm.SharedMemory(100 + i) for i in range(20)]
+                os.write(write_end, json.dumps([[s.size, s.name] for s in made]).encode())
                 status = 0
             finally:
                 os._exit(status)
         os.close(write_end)
-        parent_sizes = [smm.SharedMemory(500 + i).size for i in range(20)]
+        parent_made = [smm.SharedMemory(500 + i) for i in range(20)]
         with os.fdopen(read_end) as f:
-            child_sizes = json.loads(f.read() or "null")
+            child_made = json.loads(f.read() or "null")
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
-        assert child_sizes == [100 + i for i in range(20)]
-        assert parent_sizes == [500 + i for i in range(20)]
+        assert [size for size, _ in child_made] == [100 + i for i in range(20)]
+        assert [s.size for s in parent_made] == [500 + i for i in range(20)]
+        assert not parents & {name for _, name in child_made}
 
 
 def test_get_server_serves_in_this_process():
@@ -571,6 +574,130 @@ def test_list_segments_sees_every_allocation(managers):
         finally:
             conn.close()
         assert names <= set(listed)
+
+
+def request(smm, method, *args):
+    """Send the server request `method` on a connection of its own."""
+    conn = smm._Client(smm.address, authkey=AUTHKEY)
+    try:
+        return dispatch(conn, None, method, args)
+    finally:
+        conn.close()
+
+
+def test_list_segments_and_release_segment_see_allocations_only(managers, shm_name):
+    # ferroshm's server also holds unused placeholders: never listed.
+    with managers() as smm:
+        shm = smm.SharedMemory(16)
+        sl = smm.ShareableList([1, "two"])
+        names = [sl.shm.name] if AGAINST_STDLIB else [sl.shm.name, smm.SharedMemory(16, name=shm_name).name]
+        assert sorted(request(smm, "list_segments")) == sorted([shm.name, *names])
+        request(smm, "release_segment", shm.name)
+        assert not exists(shm.name)
+        assert sorted(request(smm, "list_segments")) == sorted(names)
+        assert list(sl) == [1, "two"]
+
+
+def test_manager_lists_have_the_standard_librarys_bytes(managers):
+    from multiprocessing.shared_memory import ShareableList as StdList
+
+    items = [1, "two", b"three", None, True, 4.5, "a longer string than eight"]
+    reference = StdList(items)
+    try:
+        with managers() as smm:
+            sl = smm.ShareableList(items)
+            n = reference.shm.size
+            assert sl.shm.size >= n and bytes(sl.shm.buf[:n]) == bytes(reference.shm.buf[:n])
+    finally:
+        reference.shm.close()
+        reference.shm.unlink()
+
+
+ferroshm_only = pytest.mark.skipif(AGAINST_STDLIB, reason="ferroshm's placeholders")
+
+
+@ferroshm_only
+def test_a_placeholder_someone_sized_is_skipped_and_still_unlinked(managers):
+    with managers() as smm:
+        smm.SharedMemory(8).close()  # this thread now holds placeholders
+        pool = smm._allocator().placeholders()
+        unused = list(pool)
+        # Not listed while empty.
+        assert not set(request(smm, "list_segments")) & {p[1:] for p in unused}
+        taken = pool[-1]
+        other = ferroshm._native.Segment.open(taken, os.O_RDWR, size=100, placeholder=True)
+        other.close()
+        shm = smm.SharedMemory(50)
+        sl = smm.ShareableList(["x"])
+        assert taken not in pool and taken[1:] not in (shm.name, sl.shm.name)
+        assert shm.size == 50 and list(sl) == ["x"]
+        # Sized by someone: a segment of the manager's, listed.
+        assert {taken[1:], shm.name, sl.shm.name} <= set(request(smm, "list_segments"))
+        # One found gone, as after shutdown: the manager's clear error.
+        ferroshm._native.unlink(pool[-1])
+        with pytest.raises(FileNotFoundError, match="shut down"):
+            smm.SharedMemory(8)
+        assert pool == [] and smm.SharedMemory(8).size == 8
+    assert not any(exists(p[1:]) for p in unused)
+
+
+@ferroshm_only
+def test_a_client_killed_mid_allocation_leaks_nothing(managers):
+    # The client holds placeholders and has sized one it never returned
+    # when it is killed: all of it is the server's, and goes at shutdown.
+    with managers() as smm:
+        proc = run_python(
+            textwrap.dedent(
+                f"""
+                import json, os, signal
+                from ferroshm import SharedMemoryManager
+                from ferroshm.shared_memory import _in_placeholder
+                smm = SharedMemoryManager(address={smm.address!r}, authkey={AUTHKEY!r})
+                smm.connect()
+                smm.SharedMemory(8)
+                pool = smm._allocator().placeholders()
+                _in_placeholder(pool[-1], 4096)
+                print(json.dumps(pool), flush=True)
+                os.kill(os.getpid(), signal.SIGKILL)
+                """
+            ),
+            check=False,
+        )
+        assert proc.returncode == -signal.SIGKILL, proc.stderr
+        names = [p[1:] for p in json.loads(proc.stdout)]
+        assert len(names) == 15 and all(exists(n) for n in names)
+        assert names[-1] in request(smm, "list_segments")
+    assert not any(exists(n) for n in names)
+
+
+@ferroshm_only
+def test_shutdown_racing_allocations_leaks_nothing(managers):
+    smm = managers()
+    smm.start()
+    client = SharedMemoryManager(address=smm.address, authkey=AUTHKEY)
+    client.connect()
+    client.SharedMemory(8).close()  # placeholders in hand
+    errors = []
+    running = threading.Event()
+
+    def work():
+        try:
+            while True:
+                client.SharedMemory(64).close()
+                client.ShareableList([1, "x"]).shm.close()
+                running.set()
+        except BaseException as exc:  # checked below
+            errors.append(exc)
+            running.set()
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    running.wait()
+    smm.shutdown()
+    thread.join()
+    assert len(errors) == 1 and isinstance(errors[0], OSError), errors
+    with pytest.raises(OSError, match="shut down"):
+        client.SharedMemory(8)
 
 
 # --- installing ferroshm in the standard library ------------------------------

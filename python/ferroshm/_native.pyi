@@ -26,6 +26,8 @@ __all__ = [
     "Mapping",
     "unlink",
     "random_name",
+    "create_placeholder",
+    "object_size",
     "os_name",
     "reported_name",
     "ShareableList",
@@ -54,6 +56,7 @@ class Segment:
         size: Optional[int] = None,
         reserve: bool = True,
         announce: Optional[Tuple[int, bytes, bytes, bool]] = None,
+        placeholder: bool = False,
     ) -> Segment:
         """Open ``name`` (leading '/' included) with ``open(2)`` flags and
         mode; ``size`` is what a newly created object is truncated to.
@@ -61,7 +64,13 @@ class Segment:
         closed before this returns. If this call creates the object,
         ``register`` is written to ``fd`` at once, before the object is sized
         (with ``first``, before it is even created), and ``unregister`` if
-        the call then fails."""
+        the call then fails.
+
+        With ``placeholder``, ``name`` is an existing empty object (see
+        :func:`create_placeholder`) that this call sizes to ``size`` bytes
+        (pages reserved) and maps: FileExistsError if it is not empty any
+        more, FileNotFoundError if it is gone; nothing is created, and
+        nothing removed on failure. POSIX only."""
     @property
     def announced(self) -> bool:
         """Whether ``open`` wrote its ``announce`` registration."""
@@ -90,6 +99,15 @@ class Mapping:
 
 def unlink(name: str) -> None:
     """Remove the segment ``name`` (leading '/' included)."""
+
+def create_placeholder(name: str, mode: int = 0o600) -> None:
+    """Create ``name`` (leading '/' included) as an empty placeholder object
+    (size 0), to be sized later by ``Segment.open(..., placeholder=True)``;
+    FileExistsError if the name is taken. POSIX only."""
+
+def object_size(name: str) -> int:
+    """The size in bytes of the object ``name`` (leading '/' included) now,
+    without mapping it: 0 for a placeholder nobody sized yet. POSIX only."""
 
 def random_name(prefix: str, length: int) -> str:
     """``prefix`` followed by random hex digits, ``length`` characters in all."""
@@ -145,6 +163,13 @@ class ShareableList(Generic[_SLT]):
         """For subclasses: ``super().__init__(sequence, name=name)`` creates
         or attaches the list when the subclass defines its own ``__init__``.
         Does nothing on a list that already is one."""
+    @staticmethod
+    def _create_in(sequence: Iterable[_SLT], make_shm: Callable[[int], SharedMemory]) -> ShareableList[_SLT]:
+        """A new list of the items of ``sequence`` in the SharedMemory that
+        ``make_shm(size)`` returns (``size`` bytes or more): for
+        ``SharedMemoryManager``, whose clients write lists into placeholders
+        its server made. If writing fails or is interrupted, that
+        SharedMemory is closed and unlinked."""
     @overload
     def __getitem__(self, position: SupportsIndex, /) -> _SLT:
         """The item at ``position`` (IndexError outside [-len, len))."""

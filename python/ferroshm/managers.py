@@ -2,49 +2,35 @@
 and :class:`multiprocessing.managers.SharedMemoryServer` that hand out
 ferroshm objects.
 
-They are the standard library's classes (subclasses of them), on the standard
-library's machinery: the server is a :class:`multiprocessing.managers.Server`,
-and allocation is a method call on one object of that server, made through a
-:class:`~multiprocessing.managers.BaseProxy`, which keeps one connection per
-process and thread (a child process opens its own). What differs, and why:
+They subclass the standard library's classes and run on its machinery: a
+:class:`~multiprocessing.managers.Server` with one allocator object, called
+through a :class:`~multiprocessing.managers.BaseProxy` (one connection per
+process and thread). What differs, and why:
 
-* **The server creates, owns and tracks the segments.** The standard library
-  creates each segment in the process that asks for it, registered with that
-  process's resource tracker, and only tells the server its name: when that
-  process belongs to another process tree (a client that connected with
-  ``address`` and ``authkey``), its tracker unlinks the segment as soon as the
-  client exits, while the manager still lists it (gh-110468). Here every
-  segment is registered with the tracker the server shares with the process
-  that started the manager, before it exists: an unnamed one is created,
-  untracked, by the caller under a name the server reserved and registered
-  beforehand (in batches), and the server adopts it in the call that returns
-  it; a named one (or a list of a name) is created by the server, and the
-  caller attaches to it untracked. A segment
-  lives until the manager shuts down (or someone unlinks it), whoever asked
-  for it and whenever they exit; a caller killed in the middle of a call
-  leaves nothing behind that the server does not own.
-* **One round trip per allocation**, on a connection kept open, instead of a
-  new connection (with its authentication and its server thread) per call.
-* **Shutdown always unlinks everything**, also segments someone else already
-  unlinked (the standard library's shutdown stops with FileNotFoundError at
-  the first of those and leaks the rest).
-* **The server does not outlive its owner.** It watches the process that
-  started it (a pidfd on Linux, polling elsewhere); when that process dies,
-  even by SIGKILL, the server unlinks every segment it owns and exits. It
-  does the same on SIGTERM. The standard library's server lives on forever
-  after a SIGKILL of its owner, and its segments leak.
-* **Named allocation:** ``smm.SharedMemory(size, name=...)`` and
-  ``smm.ShareableList(sequence, name=...)`` (gh-101014).
-* **Interrupt-safe calls.** A call cut short (KeyboardInterrupt, say) drops
-  its connection, whose late reply would otherwise answer the next call.
-* **Clear errors.** Using a manager that was never started raises
-  ValueError, one that has shut down FileNotFoundError, one whose server is
-  gone an OSError (the standard library's types), with messages that say
-  what happened and what to do.
+* **The server owns every name.** It registers each with the resource
+  tracker it shares with the process that started the manager, then creates
+  it, before any client uses it. Unnamed allocations go into *placeholders*:
+  empty objects the server made, handed to a process 16 at a time; the
+  caller sizes and maps one itself, untracked. A segment lives until
+  shutdown however its client ends (gh-110468), and a client killed at any
+  point leaves nothing the server does not own.
+* **No round trip per unnamed allocation**, only one per 16; named ones
+  (``name=...``, gh-101014) are made by the server in one round trip, on a
+  connection kept open (the standard library opens one per call).
+* **Shutdown unlinks everything**, placeholders used or not, also segments
+  someone else unlinked (the standard library stops at the first of those).
+* **The server does not outlive its owner**: when the process that started
+  it dies, even by SIGKILL, or on SIGTERM, it unlinks everything and exits.
+* **Interrupt-safe calls**: a call cut short drops its connection, whose
+  late reply would otherwise answer the next call.
+* **Clear errors**, of the standard library's types: ValueError before
+  ``start()``, FileNotFoundError after ``shutdown()``, OSError when the
+  server is gone.
 
-It interoperates both ways: a standard-library client can use this server
-(through ``track_segment``), and this client can ``connect()`` to a
-standard-library server (it then allocates the standard library's way).
+It interoperates both ways: a standard-library client uses this server
+through ``track_segment``, and this client ``connect()``-ed to a
+standard-library server allocates the standard library's way (as it does on
+Windows, where sections cannot be created empty and sized later).
 """
 
 from __future__ import annotations
@@ -64,24 +50,21 @@ from multiprocessing.managers import convert_to_error, dispatch  # type: ignore[
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
 from . import _native, _tracker
-from .shared_memory import _SHM_NAME_PREFIX, ShareableList, SharedMemory
+from .shared_memory import _SHM_NAME_PREFIX, _USE_POSIX, ShareableList, SharedMemory, _in_placeholder
 
 __all__ = ["SharedMemoryManager", "SharedMemoryServer"]
 
-# Where a server keeps its allocator in its table of shared objects: a fixed
-# id, so that clients reach it without a 'create' request (the table's own
-# ids are hexadecimal, so this one cannot clash with them).
+# The allocator's fixed id in the server's table of shared objects (whose own
+# ids are hexadecimal), so that clients reach it without a 'create' request.
 _ALLOCATOR_ID = "ferroshm-allocator"
 _ALLOCATOR_TYPEID = "SharedMemoryAllocator"
-_ALLOCATOR_METHODS = ("SharedMemory", "ShareableList", "reserve", "adopt")
+_ALLOCATOR_METHODS = ("SharedMemory", "ShareableList", "reserve")
 
-# Names a server reserves for a client at a time (see _Segments.reserve):
-# one tracker write and one reply carry them all. 16 lines fit in PIPE_BUF.
+# Placeholders made per request: one tracker write (16 lines fit in
+# PIPE_BUF) and one reply. Their names have 16 hex digits, not CPython's 8,
+# so that nobody else takes one by chance.
 _RESERVE_BATCH = 16
-# Reserved names have 16 hex digits, not CPython's 8: a server unlinks the
-# reserved names never adopted at its shutdown, so one must not be taken by
-# anybody else by chance.
-_RESERVED_HEX_DIGITS = 16
+_PLACEHOLDER_NAME_LENGTH = len(_SHM_NAME_PREFIX) + 16
 
 
 # -- errors -------------------------------------------------------------------
@@ -97,32 +80,22 @@ def _not_running_error() -> ValueError:
 def _shut_down_error() -> FileNotFoundError:
     return FileNotFoundError(
         errno.ENOENT,
-        "SharedMemoryManager has shut down and its segments are gone; "
-        "create and start a new SharedMemoryManager to allocate again",
-    )
-
-
-def _shutting_down_error() -> FileNotFoundError:
-    return FileNotFoundError(
-        errno.ENOENT,
-        "the SharedMemoryManager is shutting down and allocates no more "
-        "segments; start a new SharedMemoryManager",
+        "SharedMemoryManager has shut down (or is shutting down) and its segments "
+        "are gone; create and start a new SharedMemoryManager to allocate again",
     )
 
 
 def _unreachable_error(exc: Exception, address: Any, during: Optional[str] = None) -> OSError:
-    """An OSError of `exc`'s type (ConnectionResetError for a connection that
-    ended), saying that the server at `address` is out of reach."""
+    """An OSError of `exc`'s type saying that the server at `address` is out
+    of reach (ConnectionResetError for a connection that ended)."""
     if not isinstance(exc, OSError):  # EOFError: the server closed the connection
         exc = ConnectionResetError(errno.ECONNRESET, "the server closed the connection")
-    what = exc.strerror or str(exc)
-    if during is None:
-        message = f"{what}: no SharedMemoryManager server at {address!r}"
-    else:
-        message = (
-            f"{what}: lost the SharedMemoryManager server at {address!r} during "
-            f"a {during} request, which may or may not have been carried out"
-        )
+    server = f"SharedMemoryManager server at {address!r}"
+    message = f"{exc.strerror or exc}: " + (
+        f"lost the {server} during a {during} request, which may or may not have been carried out"
+        if during
+        else f"no {server}"
+    )
     message += " (it was shut down, or its process exited); start a new SharedMemoryManager"
     try:
         return type(exc)(exc.errno, message)
@@ -146,15 +119,11 @@ def _attach(attach: Callable[[str], Any], name: str) -> Any:
 
 
 def _destroy(path: str) -> None:
-    """Unlink the segment at `path`, which the server registered with the
-    resource tracker, and drop that registration."""
+    """Unlink `path`, registered by the server, and drop its registration."""
     try:
         _native.unlink(path)
     except FileNotFoundError:
-        # Someone unlinked it already, most likely through a handle this
-        # manager gave out (those are untracked): the server's registration
-        # is still there.
-        pass
+        pass  # unlinked through a handle this manager gave out (untracked)
     except OSError as exc:
         # Still there: leave the registration, so that the tracker tries too.
         util.info("SharedMemoryServer could not unlink %r: %s", path, exc)
@@ -162,34 +131,43 @@ def _destroy(path: str) -> None:
     _tracker.send("UNREGISTER", path)
 
 
-class _Segments:
-    """The segments a server owns, in the order it took them, each
-    registered with the resource tracker.
+def _sized(path: str) -> bool:
+    """Whether a client sized the placeholder `path` (or removed it, which
+    only its user would do): then it is a segment."""
+    try:
+        return _native.object_size(path) > 0
+    except OSError:
+        return True
 
-    It is the server's ``shared_memory_context``, with the methods of the
-    standard library's (``register_segment``, ``destroy_segment``,
-    ``unlink``, ``segment_names``), which the inherited server requests and
-    types registered with ``_shared_memory_proxy`` use. Segments are taken
-    inside :meth:`taking`, so that :meth:`unlink` waits for those being
-    created and none slips past a shutdown.
+
+class _Segments:
+    """A server's ``shared_memory_context``: the names it owns, each
+    registered with the resource tracker, with the standard library's
+    methods (``register_segment``, ``destroy_segment``, ``unlink``,
+    ``segment_names``). Names are taken inside :meth:`taking`, so that
+    :meth:`unlink` waits for those being created and none slips past it.
+    Placeholders handed out are segments once their client sized them.
+
+    It is also the allocator object clients call (``SharedMemory``,
+    ``ShareableList``, ``reserve``); errors (FileExistsError for a name in
+    use, ENOSPC, argument errors) go back to the caller as they are.
     """
 
     def __init__(self, name: str) -> None:
         self.shared_memory_context_name = name
-        self._paths: Dict[str, None] = {}  # OS names, an ordered set
-        # Names handed to clients to create segments under (see reserve).
-        self._reserved: Dict[str, None] = {}
+        self._paths: Dict[str, None] = {}  # segments' OS names, an ordered set
+        self._placeholders: Dict[str, None] = {}  # handed out, not seen sized yet
         self._cond = threading.Condition()
         self._taking = 0
         self._closed = False
 
     @contextmanager
     def taking(self) -> Iterator[Callable[[str], None]]:
-        """Yield a function that records an OS name as owned; refuse
+        """Yield a function that records an OS name as a segment; refuse
         (FileNotFoundError) once :meth:`unlink` has begun."""
         with self._cond:
             if self._closed:
-                raise _shutting_down_error()
+                raise _shut_down_error()
             self._taking += 1
         taken: List[str] = []
         try:
@@ -200,14 +178,22 @@ class _Segments:
                 self._paths.update(dict.fromkeys(taken))
                 self._cond.notify_all()
 
+    def _promote(self, paths: Iterable[str]) -> None:
+        """Record the sized placeholders among `paths` as segments (lock
+        held): a stat of each, only when someone asks."""
+        for path in [p for p in paths if p in self._placeholders and _sized(p)]:
+            del self._placeholders[path]
+            self._paths[path] = None
+
     @property
     def segment_names(self) -> List[str]:
         with self._cond:
+            self._promote(list(self._placeholders))
             return [_native.reported_name(path) for path in self._paths]
 
     def register_segment(self, segment_name: str) -> None:
-        """Take ownership of a segment someone else created (a client of the
-        standard library's, with ``track_segment``)."""
+        """Take over a segment someone else created (a standard-library
+        client's ``track_segment``)."""
         path = _native.os_name(segment_name)
         _tracker.check_trackable(path)
         with self.taking() as take:
@@ -215,87 +201,65 @@ class _Segments:
             take(path)
 
     def reserve(self, count: int) -> List[str]:
-        """`count` fresh names for a client to create segments under itself,
-        owned by this server from now on: registered with the tracker (in one
-        write) and unlinked at shutdown whether or not a segment was ever
-        created under them. So a client killed between creating a segment
-        and :meth:`adopt` leaves nothing behind. Reported names."""
+        """Create up to `count` placeholders, registered first (one tracker
+        write), and return their OS names. Unlinked at shutdown, sized or
+        not, so a client killed at any point leaves nothing behind."""
         paths = [
-            _native.random_name(_SHM_NAME_PREFIX, len(_SHM_NAME_PREFIX) + _RESERVED_HEX_DIGITS)
+            _native.random_name(_SHM_NAME_PREFIX, _PLACEHOLDER_NAME_LENGTH)
             for _ in range(max(0, min(count, _RESERVE_BATCH)))
         ]
+        made: List[str] = []
         with self.taking():
             _tracker.send_all("REGISTER", paths)
-            with self._cond:
-                self._reserved.update(dict.fromkeys(paths))
-        return [_native.reported_name(path) for path in paths]
-
-    def adopt(self, segment_name: str) -> None:
-        """A client created a segment under a reserved name: it is one of
-        this server's segments now (listed, destroyable). Refused once
-        :meth:`unlink` has begun (the client then removes it itself)."""
-        path = _native.os_name(segment_name)
-        with self._cond:
-            if self._closed:
-                raise _shutting_down_error()
-            if path not in self._reserved:
-                raise ValueError(f"{segment_name!r} is not a name this SharedMemoryManager reserved")
-            del self._reserved[path]
-            self._paths[path] = None
-
-    def destroy_segment(self, segment_name: str) -> None:
-        """Unlink one segment and stop tracking it (ValueError if unknown,
-        as in the standard library)."""
-        path = _native.os_name(segment_name)
-        with self._cond:
-            if path not in self._paths:
-                raise ValueError(f"{segment_name!r} is not a segment of this SharedMemoryManager")
-            del self._paths[path]
-        _destroy(path)
-
-    def unlink(self) -> None:
-        """Unlink every segment; from now on no segment can be added."""
-        with self._cond:
-            self._closed = True
-            self._cond.wait_for(lambda: self._taking == 0)
-            paths = [*self._paths, *self._reserved]
-            self._paths.clear()
-            self._reserved.clear()
-        for path in paths:
-            _destroy(path)
-
-
-class _Allocator:
-    """The object clients call, one per server: it creates segments that the
-    server owns (registered with its resource tracker) and returns their
-    names. Errors (FileExistsError for a name in use, ENOSPC, the standard
-    library's argument errors) go back to the caller as they are."""
-
-    def __init__(self, segments: _Segments) -> None:
-        self._segments = segments
+            try:
+                for path in paths:
+                    try:
+                        _native.create_placeholder(path)
+                    except FileExistsError:
+                        continue  # someone else's
+                    made.append(path)
+            finally:
+                with self._cond:
+                    self._placeholders.update(dict.fromkeys(made))
+                if len(made) < len(paths):
+                    _tracker.send_all("UNREGISTER", [p for p in paths if p not in made])
+        return made
 
     def SharedMemory(self, size: int, name: Optional[str]) -> str:
-        with self._segments.taking() as take:
+        with self.taking() as take:
             shm = SharedMemory(name, create=True, size=size)
             shm.close()
             take(shm._name)
         return shm.name
 
     def ShareableList(self, items: tuple, name: Optional[str]) -> str:
-        with self._segments.taking() as take:
+        with self.taking() as take:
             sl = ShareableList(items, name=name)
             sl.shm.close()
             take(sl.shm._name)
         return sl.shm.name
 
-    def reserve(self, count: int) -> List[str]:
-        return self._segments.reserve(count)
+    def destroy_segment(self, segment_name: str) -> None:
+        """Unlink one segment and stop tracking it (ValueError if unknown,
+        as in the standard library)."""
+        path = _native.os_name(segment_name)
+        with self._cond:
+            self._promote([path])
+            if path not in self._paths:
+                raise ValueError(f"{segment_name!r} is not a segment of this SharedMemoryManager")
+            del self._paths[path]
+        _destroy(path)
 
-    def adopt(self, segment_name: str, refill: int) -> List[str]:
-        """Adopt the client's new segment; reply with `refill` more
-        reserved names (0: the client has enough)."""
-        self._segments.adopt(segment_name)
-        return self._segments.reserve(refill) if refill else []
+    def unlink(self) -> None:
+        """Unlink every name; from now on no name can be added."""
+        with self._cond:
+            self._closed = True
+            self._cond.wait_for(lambda: self._taking == 0)
+            paths = [*self._paths, *self._placeholders]
+            self._paths.clear()
+            self._placeholders.clear()
+        for path in paths:
+            _destroy(path)
 
 
 def _wait_for_exit(pid: int) -> None:
@@ -337,21 +301,14 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
 
 
 class SharedMemoryServer(_stdlib.SharedMemoryServer):
-    """The server process of a :class:`SharedMemoryManager`; a drop-in for
-    :class:`multiprocessing.managers.SharedMemoryServer`, with the same
-    requests (``track_segment``, ``release_segment``, ``list_segments``,
-    ``shutdown``, ...), and an allocator object that clients call to create
-    segments here. Differences, and why:
-
-    * Every segment it owns is registered with its resource tracker (the one
-      of the process that started the manager), and with no other, so that
-      segments belong to the manager, not to the process that asked for them
-      (gh-110468).
-    * Stopping, for whatever reason, waits for the allocations in progress,
-      then unlinks every segment, also those someone else unlinked first.
-    * Started by a manager, it stops (unlinking all its segments) when the
-      process that started it dies, even by SIGKILL, or when it gets SIGTERM;
-      it ignores SIGINT like the standard library's (bpo-36368).
+    """The server process of a :class:`SharedMemoryManager`: the standard
+    library's, with the same requests (``track_segment``, ``release_segment``,
+    ``list_segments``, ``shutdown``, ...) and an allocator object. Every name
+    it owns is registered with its resource tracker (the one of the process
+    that started the manager) and no other (gh-110468). Stopping, for
+    whatever reason (``shutdown``, SIGTERM, its owner's death, even by
+    SIGKILL), waits for the allocations in progress, then unlinks every
+    name. It ignores SIGINT like the standard library's (bpo-36368).
     """
 
     # The pid of the process that started this server, watched while it
@@ -364,19 +321,21 @@ class SharedMemoryServer(_stdlib.SharedMemoryServer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.shared_memory_context = _Segments(self.shared_memory_context.shared_memory_context_name)
-        allocator = _Allocator(self.shared_memory_context)
-        self.id_to_obj[_ALLOCATOR_ID] = (allocator, set(_ALLOCATOR_METHODS), None)
+        segments = _Segments(self.shared_memory_context.shared_memory_context_name)
+        self.shared_memory_context = segments
+        self.id_to_obj[_ALLOCATOR_ID] = (segments, set(_ALLOCATOR_METHODS), None)
 
     def serve_forever(self) -> None:
         """Serve until shut down (or the owner dies), then unlink every
         segment and exit (with SystemExit, like the standard library's)."""
         self.stop_event = threading.Event()
         process.current_process()._manager_server = self  # type: ignore[attr-defined]
-        threading.Thread(target=self.accepter, name="SharedMemoryServer-accepter", daemon=True).start()
-        if self.owner_pid is not None:
-            threading.Thread(target=self._watch_owner, name="SharedMemoryServer-owner-watch", daemon=True).start()
         try:
+            # Inside the try: a SIGTERM while the threads start (clients may
+            # be served already) must unlink too.
+            threading.Thread(target=self.accepter, name="SharedMemoryServer-accepter", daemon=True).start()
+            if self.owner_pid is not None:
+                threading.Thread(target=self._watch_owner, name="SharedMemoryServer-owner-watch", daemon=True).start()
             while not self.stop_event.is_set():
                 self.stop_event.wait(1)
         except (KeyboardInterrupt, SystemExit):
@@ -402,8 +361,9 @@ class SharedMemoryServer(_stdlib.SharedMemoryServer):
 
 class _AllocatorProxy(BaseProxy):
     """The proxy of a server's allocator: :class:`BaseProxy`'s connection
-    (one per process and thread, reset after a fork), with calls that cannot
-    leave a reply behind."""
+    (one per process and thread), with calls that cannot leave a reply
+    behind, and the placeholders the server made for this process and
+    thread."""
 
     def _connect(self) -> None:
         try:
@@ -412,49 +372,65 @@ class _AllocatorProxy(BaseProxy):
             raise _unreachable_error(exc, self._token.address) from exc
         self._tls.pid = os.getpid()
 
-    def reserved_names(self) -> List[str]:
-        """The names the server reserved for this process and thread (a
-        child process, even one of a bare os.fork(), starts with none: the
-        parent's are the parent's to use)."""
-        tls = self._tls
-        if getattr(tls, "pool_pid", None) != os.getpid():
-            tls.pool = []
-            tls.pool_pid = os.getpid()
-        return tls.pool
+    def placeholders(self) -> List[str]:
+        """The placeholders the server made for this process (its threads
+        share them). A child, even one of a bare os.fork(), starts with
+        none: the parent's are the parent's to use."""
+        return self.__dict__.setdefault("_pools", {}).setdefault(os.getpid(), [])
 
-    def create(self, create: Callable[[str], Any], shm_of: Callable[[Any], SharedMemory]) -> Any:
-        """`create(name)` a segment (or list) here under a name the server
-        reserved, then have the server adopt it: one round trip, which also
-        brings more names when they run low. If the server refuses or cannot
-        be reached, the segment is removed again and the error raised."""
-        pool = self.reserved_names()
+    def allocate(self, fill: Callable[[str], Any]) -> Any:
+        """`fill(path)` the next placeholder: size and map it (a round trip
+        for more only when they run out). A placeholder found sized
+        (FileExistsError) is someone else's: skip it. One found gone means
+        the server unlinked it at shutdown."""
+        pool = self.placeholders()
+        if pool:
+            self._check_server()
         while True:
-            if not pool:
-                pool.extend(self._callmethod("reserve", (_RESERVE_BATCH,)))
-            name = pool.pop()
             try:
-                obj = create(name)
-            except FileExistsError:
-                continue  # not ours after all (the server still owns the name)
-            break
-        try:
-            pool.extend(self._callmethod("adopt", (name, 0 if pool else _RESERVE_BATCH)))
-        except BaseException:
-            shm = shm_of(obj)
-            shm.close()
+                path = pool.pop()
+            except IndexError:
+                more = self._callmethod("reserve", (_RESERVE_BATCH,))
+                if not more:
+                    raise _shut_down_error() from None
+                pool.extend(more)
+                continue
             try:
-                shm.unlink()
-            except OSError:
-                pass
-            raise
-        return obj
+                return fill(path)
+            except BaseException as exc:
+                try:
+                    size = _native.object_size(path)
+                except OSError:
+                    size = -1
+                if size == 0:  # untouched (a bad argument, say): still good
+                    pool.append(path)
+                if isinstance(exc, FileExistsError):
+                    continue
+                if isinstance(exc, FileNotFoundError) and size < 0:
+                    pool.clear()
+                    raise _shut_down_error() from None
+                raise
+
+    def _check_server(self) -> None:
+        """Raise (as a call would) if the server is gone, before using a
+        placeholder it made: a poll(2) of this thread's connection, which
+        only the server's end closing makes readable between calls."""
+        conn = getattr(self._tls, "connection", None)
+        if conn is not None and getattr(self._tls, "pid", None) == os.getpid():
+            poller = select.poll()
+            poller.register(conn.fileno(), select.POLLIN)
+            if not poller.poll(0):
+                return
+            del self._tls.connection
+            conn.close()
+        self._callmethod("reserve", (0,))  # a new connection: fails if the server is gone
 
     def _callmethod(self, methodname: str, args: tuple = (), kwds: dict = {}) -> Any:
         tls = self._tls
         conn = getattr(tls, "connection", None)
         if conn is not None and getattr(tls, "pid", None) not in (None, os.getpid()):
-            # Inherited through a bare os.fork(), which, unlike the start
-            # of a multiprocessing child, does not reset it: the parent's.
+            # Inherited through a bare os.fork(), which, unlike the start of
+            # a multiprocessing child, does not reset it: the parent's.
             del tls.connection
             conn.close()  # this process's copy of the descriptor only
             conn = None
@@ -481,28 +457,13 @@ class _AllocatorProxy(BaseProxy):
 class SharedMemoryManager(_stdlib.SharedMemoryManager):
     """A drop-in for :class:`multiprocessing.managers.SharedMemoryManager`
     that hands out ferroshm :class:`~ferroshm.SharedMemory` and
-    :class:`~ferroshm.ShareableList` objects.
-
-    Same constructor, ``start()``, ``shutdown()``, ``with``, ``get_server()``,
-    ``connect()``, ``address`` and ``authkey``. Differences, and why:
-
-    * The server creates the segments, and they belong to the manager: all
-      of them are unlinked at its shutdown, whichever process asked for them
-      and whether or not it still runs (the standard library's vanish when a
-      client from another process tree exits, gh-110468). The objects
-      returned are untracked, so closing or losing them, or their process
-      exiting, never unlinks anything.
-    * If the process that started the manager dies, even by SIGKILL, the
-      server unlinks every segment and exits within moments (the standard
-      library's server lives on and its segments leak).
-    * ``SharedMemory(size, name=...)`` and ``ShareableList(sequence, name=...)``
-      create segments with a chosen name (gh-101014).
-    * An allocation is one request and reply on a connection each process
-      and thread keeps, instead of a new connection per call: many times
-      faster.
-    * Before ``start()`` the calls raise ValueError, after ``shutdown()``
-      FileNotFoundError, as in the standard library, but with messages that
-      say what to do.
+    :class:`~ferroshm.ShareableList` objects: same constructor, ``start()``,
+    ``shutdown()``, ``with``, ``get_server()``, ``connect()``, ``address``,
+    ``authkey``. The segments belong to the manager (the objects returned are
+    untracked) and all are unlinked at its shutdown, or when the process
+    that started it dies; ``name=...`` chooses a segment's name; unnamed
+    allocations need no round trip to the server (see the module's
+    documentation).
     """
 
     _Server = SharedMemoryServer
@@ -552,30 +513,33 @@ class SharedMemoryManager(_stdlib.SharedMemoryManager):
         self._ferroshm_server = self._probe()
         self._state.value = State.STARTED
 
-    def _dial(self) -> Any:
-        """A new connection to the server, or an error that says why not."""
+    def _request(self, method: str, *args: Any) -> Any:
+        """`method` on a connection of its own (the standard library's way),
+        or an error that says why not."""
         if self._address is None:
             raise _not_running_error()
         try:
-            return self._Client(self._address, authkey=self._authkey)
+            conn = self._Client(self._address, authkey=self._authkey)
         except (OSError, EOFError) as exc:
             raise _unreachable_error(exc, self._address) from exc
+        try:
+            return dispatch(conn, None, method, args)
+        finally:
+            conn.close()
 
     def _probe(self) -> bool:
         """Whether the server has an allocator (else it is the standard
         library's)."""
-        conn = self._dial()
         try:
-            dispatch(conn, None, "get_methods", (Token(_ALLOCATOR_TYPEID, self._address, _ALLOCATOR_ID),))
+            self._request("get_methods", Token(_ALLOCATOR_TYPEID, self._address, _ALLOCATOR_ID))
         except RemoteError:  # KeyError: no such object
             return False
-        finally:
-            conn.close()
         return True
 
     def _allocator(self) -> Optional[_AllocatorProxy]:
         """The proxy of the server's allocator; None for a standard-library
-        server."""
+        server, and on Windows, where sections cannot be created empty and
+        sized later: there the caller allocates the standard library's way."""
         if self._state.value == State.SHUTDOWN:
             self._allocator_proxy = None
             raise _shut_down_error()
@@ -583,7 +547,7 @@ class SharedMemoryManager(_stdlib.SharedMemoryManager):
             # Started here (the server is ours), or never started nor
             # connected (an address was given: ask the server).
             self._ferroshm_server = getattr(self, "_process", None) is not None or self._probe()
-        if not self._ferroshm_server:
+        if not self._ferroshm_server or not _USE_POSIX:
             return None
         proxy = self._allocator_proxy
         if proxy is None:
@@ -600,11 +564,7 @@ class SharedMemoryManager(_stdlib.SharedMemoryManager):
         """Give `shm`, just created here, to a standard-library server, its
         way (``track_segment``); unlink it if that fails."""
         try:
-            conn = self._dial()
-            try:
-                dispatch(conn, None, "track_segment", (shm.name,))
-            finally:
-                conn.close()
+            self._request("track_segment", shm.name)
         except BaseException:
             shm.close()
             try:
@@ -614,32 +574,24 @@ class SharedMemoryManager(_stdlib.SharedMemoryManager):
             raise
 
     def SharedMemory(self, size: int, *, name: Optional[str] = None) -> SharedMemory:
-        """Return a new :class:`~ferroshm.SharedMemory` of ``size`` bytes,
-        owned by the manager and unlinked at its shutdown.
-
-        ``name`` (keyword only, not in the standard library) chooses the
-        segment's name; FileExistsError if it exists, and the server creates
-        the segment, which the object returned attaches to untracked. Without
-        a name, this process creates it, untracked, under a name the server
-        reserved for it, and the server adopts it (one round trip)."""
+        """A new :class:`~ferroshm.SharedMemory` of ``size`` bytes, owned by
+        the manager. ``name`` (keyword only, not in the standard library)
+        chooses its name: FileExistsError if that exists."""
         allocator = self._allocator()
         if allocator is None:
             shm = SharedMemory(name, create=True, size=size)
             self._hand_over(shm)
             return shm
         if name is None:
-            return allocator.create(lambda n: SharedMemory(n, create=True, size=size, track=False), lambda shm: shm)
+            return allocator.allocate(lambda path: _in_placeholder(path, size))
         segment_name = allocator._callmethod("SharedMemory", (size, name))
         return _attach(lambda n: SharedMemory(n, track=False), segment_name)
 
     def ShareableList(self, sequence: Optional[Iterable[Any]], *, name: Optional[str] = None) -> ShareableList:
-        """Return a new :class:`~ferroshm.ShareableList` holding the items of
-        ``sequence``, owned by the manager and unlinked at its shutdown.
-
-        ``name`` (keyword only, not in the standard library) chooses the
-        segment's name; FileExistsError if it exists. The items are sent to
-        the server, which creates the list; the object returned is attached
-        to it untracked."""
+        """A new :class:`~ferroshm.ShareableList` of the items of
+        ``sequence``, owned by the manager. ``name`` (keyword only, not in the
+        standard library) chooses its name: FileExistsError if that exists
+        (the server then creates the list)."""
         allocator = self._allocator()
         items = () if sequence is None else tuple(sequence)
         if allocator is None:
@@ -647,6 +599,8 @@ class SharedMemoryManager(_stdlib.SharedMemoryManager):
             self._hand_over(sl.shm)
             return sl
         if name is None:
-            return allocator.create(lambda n: ShareableList(items, name=n, track=False), lambda sl: sl.shm)
+            return allocator.allocate(
+                lambda path: ShareableList._create_in(items, lambda size: _in_placeholder(path, size))
+            )
         segment_name = allocator._callmethod("ShareableList", (items, name))
         return _attach(lambda n: ShareableList(name=n, track=False), segment_name)

@@ -228,6 +228,22 @@ class SharedMemory:
                 _tracker_send("UNREGISTER", self._name)
 
 
+def _in_placeholder(name, size):
+    """A new untracked SharedMemory of ``size`` bytes in the placeholder
+    ``name`` (OS name): an empty object that a SharedMemoryManager's server
+    created and tracks, sized and mapped here. FileExistsError if it is not
+    empty any more, FileNotFoundError if it is gone."""
+    if not size >= 0:
+        raise ValueError("'size' must be a positive integer")
+    if size == 0:
+        raise ValueError("'size' must be a positive number different from zero")
+    segment = _native.Segment.open(name, os.O_RDWR, size=operator.index(size), placeholder=True)
+    shm = SharedMemory.__new__(SharedMemory)
+    shm._name, shm._track, shm._segment, shm._size = name, False, segment, segment.size
+    shm._buf = segment.memoryview()
+    return shm
+
+
 class ItemTypeError(KeyError, TypeError):
     """A value of a type ShareableList cannot store.
 

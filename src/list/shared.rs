@@ -130,6 +130,26 @@ impl SharedList {
         })
     }
 
+    /// Write a new list of `items` into the placeholder `name`, an empty
+    /// object someone else created to hold the name (see
+    /// [`Segment::open_placeholder`]): it is sized for the list and filled,
+    /// byte for byte as [`create`](SharedList::create) would. `EEXIST` if it
+    /// is not empty any more, `ENOENT` if it is gone. The name is not this
+    /// call's: a failure never unlinks it. POSIX only.
+    #[cfg(unix)]
+    pub fn create_in_placeholder(
+        name: &str,
+        items: &[ItemRef<'_>],
+    ) -> Result<SharedList, SharedListError> {
+        let size = encoded_size(items)?;
+        let os_name = os_name(name);
+        let segment = Segment::open_placeholder(&os_name, size)
+            .map_err(|e| SharedListError::segment(&os_name, e))?;
+        Ok(SharedList::in_segment(Arc::new(segment), |mem| {
+            super::write_new(mem, items)
+        })?)
+    }
+
     /// Create a list of `items` under a fresh random name in CPython's style
     /// (`psm_` and 8 hex digits; Windows: `wnsm_`), as Python's
     /// `ShareableList(items)` does. Read the name with
@@ -577,6 +597,28 @@ pub(super) mod tests {
             SharedList::write_new(short, &sizer, |writer| writer.push(&items[0])).unwrap_err();
         assert!(matches!(err, ListError::Corrupt(_)), "{err:?}");
         attached.unlink().unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_list_written_into_a_placeholder_is_the_same_bytes() {
+        let made = Name::new("ph_made");
+        let filled = Name::new("ph_filled");
+        let a = SharedList::create(&made, &ITEMS).unwrap();
+        segment::create_placeholder(&os_name(&filled), 0o600).unwrap();
+        let b = SharedList::create_in_placeholder(&filled, &ITEMS).unwrap();
+        assert!(!b.segment().created());
+        let (mut x, mut y) = (vec![0; a.segment().len()], vec![0; b.segment().len()]);
+        a.segment().read_at(0, &mut x);
+        b.segment().read_at(0, &mut y);
+        assert_eq!(x, y);
+        assert_eq!(
+            SharedList::open(&filled).unwrap().to_vec().unwrap(),
+            a.to_vec().unwrap()
+        );
+        // Filled once: a second list there is EEXIST.
+        let again = SharedList::create_in_placeholder(&filled, &ITEMS).unwrap_err();
+        assert_eq!(again.raw_os_error(), Some(segment::ERR_EXISTS));
     }
 
     #[test]

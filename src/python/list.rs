@@ -333,12 +333,15 @@ impl ShareableListPy {
     }
 
     /// Create a list from `sequence`, or attach to the list `name`: what the
-    /// standard library's `__init__` does.
+    /// standard library's `__init__` does. With `make_shm`, a new list goes
+    /// into the SharedMemory that `make_shm(size)` returns instead of one
+    /// created under `name`.
     fn build(
         py: Python<'_>,
         sequence: Option<&Bound<'_, PyAny>>,
         name: Option<&Bound<'_, PyAny>>,
         track: bool,
+        make_shm: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Attached> {
         let h = helpers(py)?;
         let shm_class = h.shared_memory.bind(py);
@@ -394,9 +397,14 @@ impl ShareableListPy {
                     scratch.push(Compact::of(&item));
                 }
                 let size = sizer.size().map_err(|e| list_error(py, e, false))?;
-                kwargs.set_item("create", true)?;
-                kwargs.set_item("size", size)?;
-                let shm = shm_class.call((name_arg,), Some(&kwargs))?;
+                let shm = match make_shm {
+                    Some(make_shm) => make_shm.call1((size,))?,
+                    None => {
+                        kwargs.set_item("create", true)?;
+                        kwargs.set_item("size", size)?;
+                        shm_class.call((name_arg,), Some(&kwargs))?
+                    }
+                };
                 let (segment, closed, shm) = Self::open(shm)?;
                 let written = SharedList::write_new(segment, &sizer, |writer| {
                     for (compact, o) in scratch.iter().zip(objects) {
@@ -469,7 +477,7 @@ impl ShareableListPy {
                 return Err(unexpected_arguments(args, kwargs));
             }
             // Cannot fail: the cell is new.
-            let _ = list.set(Self::build(cls.py(), sequence, name, track)?);
+            let _ = list.set(Self::build(cls.py(), sequence, name, track, None)?);
         }
         Ok(ShareableListPy { list })
     }
@@ -489,7 +497,7 @@ impl ShareableListPy {
             return Ok(());
         }
         let created = name.is_none() || sequence.is_some();
-        if let Err(extra) = self.list.set(Self::build(py, sequence, name, track)?) {
+        if let Err(extra) = self.list.set(Self::build(py, sequence, name, track, None)?) {
             // Another thread initialised this object meanwhile: keep its
             // list, and remove the one made here.
             let shm = extra.shm.bind(py);
@@ -499,6 +507,28 @@ impl ShareableListPy {
             }
         }
         Ok(())
+    }
+
+    /// A new list of the items of ``sequence`` in the SharedMemory that
+    /// ``make_shm(size)`` returns, ``size`` bytes or more: for
+    /// ``SharedMemoryManager``, whose clients write lists into placeholders
+    /// its server made. If writing fails or is interrupted, that
+    /// SharedMemory is closed and unlinked.
+    #[staticmethod]
+    fn _create_in(
+        py: Python<'_>,
+        sequence: &Bound<'_, PyAny>,
+        make_shm: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
+        let list = OnceLock::new();
+        let _ = list.set(Self::build(
+            py,
+            Some(sequence),
+            None,
+            false,
+            Some(make_shm),
+        )?);
+        Ok(ShareableListPy { list })
     }
 
     fn __getitem__(&self, py: Python<'_>, index: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {

@@ -17,7 +17,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyMemoryView;
 
 use super::errors::{os_error, segment_error};
-use crate::segment::{self, OpenOptions, Segment};
+use crate::segment::{self, OpenOptions, Segment, SegmentError};
 
 /// The resource tracker's pipe, written from the `announce` hook. POSIX
 /// only: Windows has no resource tracker, and `open` refuses `announce`
@@ -29,6 +29,33 @@ fn close_fd(_fd: i32) {}
 #[cfg(windows)]
 fn write_to_fd(_fd: i32, _msg: &[u8]) -> std::io::Result<()> {
     Err(std::io::ErrorKind::Unsupported.into())
+}
+
+/// Placeholders (see `Segment::open_placeholder`) are POSIX objects:
+/// Windows sections are sized when they are created.
+#[cfg(unix)]
+fn open_placeholder(name: &str, size: usize) -> Result<Segment, SegmentError> {
+    Segment::open_placeholder(name, size)
+}
+#[cfg(windows)]
+fn open_placeholder(_name: &str, _size: usize) -> Result<Segment, SegmentError> {
+    Err(SegmentError::Os(std::io::ErrorKind::Unsupported.into()))
+}
+#[cfg(unix)]
+fn create_placeholder_os(name: &str, mode: u32) -> Result<(), SegmentError> {
+    segment::create_placeholder(name, mode)
+}
+#[cfg(windows)]
+fn create_placeholder_os(_name: &str, _mode: u32) -> Result<(), SegmentError> {
+    Err(SegmentError::Os(std::io::ErrorKind::Unsupported.into()))
+}
+#[cfg(unix)]
+fn object_size_os(name: &str) -> Result<u64, SegmentError> {
+    segment::object_size(name)
+}
+#[cfg(windows)]
+fn object_size_os(_name: &str) -> Result<u64, SegmentError> {
+    Err(SegmentError::Os(std::io::ErrorKind::Unsupported.into()))
 }
 
 /// An open, mapped segment. Created by `Segment.open`; `close()` drops this
@@ -45,6 +72,18 @@ pub(crate) struct SegmentPy {
 }
 
 impl SegmentPy {
+    fn new(seg: Segment, announced: bool) -> Self {
+        SegmentPy {
+            announced,
+            name: seg.name().to_owned(),
+            size: seg.len(),
+            created: seg.created(),
+            identity: seg.identity(),
+            seg: Mutex::new(Some(Arc::new(seg))),
+            closed: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
     /// The open segment and the flag that says when the handle is closed,
     /// for other native objects (ShareableList) that read it directly.
     pub(crate) fn share(&self) -> PyResult<(Arc<Segment>, Arc<AtomicBool>)> {
@@ -80,8 +119,15 @@ impl SegmentPy {
     /// before the exclusive create itself, closing the last window (a
     /// SIGKILL during `shm_open`); on `FileExistsError`, `unregister`
     /// follows.
+    ///
+    /// With `placeholder`, `name` is an existing empty object (see
+    /// `create_placeholder`) that this call sizes to `size` bytes (pages
+    /// reserved) and maps: `FileExistsError` if it is not empty any more,
+    /// `FileNotFoundError` if it is gone. Nothing is created, and nothing
+    /// removed on failure. POSIX only.
     #[staticmethod]
-    #[pyo3(signature = (name, flags, mode=0o600, size=None, reserve=true, announce=None))]
+    #[pyo3(signature = (name, flags, mode=0o600, size=None, reserve=true, announce=None, placeholder=false))]
+    #[allow(clippy::too_many_arguments)]
     fn open(
         py: Python<'_>,
         name: &str,
@@ -90,7 +136,24 @@ impl SegmentPy {
         size: Option<&Bound<'_, PyAny>>,
         reserve: bool,
         announce: Option<(i32, Vec<u8>, Vec<u8>, bool)>,
+        placeholder: bool,
     ) -> PyResult<Self> {
+        if placeholder {
+            if let Some((fd, ..)) = &announce {
+                close_fd(*fd);
+                return Err(PyValueError::new_err(
+                    "'announce' is for creating; a placeholder is not created",
+                ));
+            }
+            let size = match size {
+                Some(s) => s.extract::<usize>()?,
+                None => return Err(PyValueError::new_err("a placeholder needs a 'size'")),
+            };
+            let seg = py
+                .detach(|| open_placeholder(name, size))
+                .map_err(|e| segment_error(&e, name))?;
+            return Ok(SegmentPy::new(seg, false));
+        }
         #[cfg(windows)]
         if announce.is_some() {
             return Err(PyValueError::new_err(
@@ -180,15 +243,7 @@ impl SegmentPy {
             return Err(interrupted);
         }
         close_announce_fd();
-        Ok(SegmentPy {
-            announced,
-            name: name.to_owned(),
-            size: seg.len(),
-            created: seg.created(),
-            identity: seg.identity(),
-            seg: Mutex::new(Some(Arc::new(seg))),
-            closed: Arc::new(AtomicBool::new(false)),
-        })
+        Ok(SegmentPy::new(seg, announced))
     }
 
     /// The name the segment was opened with, leading '/' included.
@@ -341,6 +396,24 @@ fn unlink(py: Python<'_>, name: &str) -> PyResult<()> {
         .map_err(|e| os_error(&e, name))
 }
 
+/// Create `name` (leading '/' included) as an empty placeholder object
+/// (size 0), to be sized later by `Segment.open(..., placeholder=True)`;
+/// FileExistsError if the name is taken. POSIX only.
+#[pyfunction]
+#[pyo3(signature = (name, mode=0o600))]
+fn create_placeholder(py: Python<'_>, name: &str, mode: u32) -> PyResult<()> {
+    py.detach(|| create_placeholder_os(name, mode))
+        .map_err(|e| segment_error(&e, name))
+}
+
+/// The size in bytes of the object `name` (leading '/' included) now,
+/// without mapping it: 0 for a placeholder nobody sized yet. POSIX only.
+#[pyfunction]
+fn object_size(py: Python<'_>, name: &str) -> PyResult<u64> {
+    py.detach(|| object_size_os(name))
+        .map_err(|e| segment_error(&e, name))
+}
+
 /// `prefix` followed by random hex digits, `length` characters in all.
 #[pyfunction]
 fn random_name(prefix: &str, length: usize) -> PyResult<String> {
@@ -373,5 +446,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<MappingPy>()?;
     m.add_function(wrap_pyfunction!(unlink, m)?)?;
     m.add_function(wrap_pyfunction!(random_name, m)?)?;
+    m.add_function(wrap_pyfunction!(create_placeholder, m)?)?;
+    m.add_function(wrap_pyfunction!(object_size, m)?)?;
     Ok(())
 }

@@ -258,6 +258,32 @@ impl Segment {
         })
     }
 
+    /// Give the placeholder `name` (an empty object made by
+    /// [`create_placeholder`]) `size` bytes, its pages reserved as
+    /// [`Segment::create`] reserves them, and map it. Fails with `EEXIST` if
+    /// the object is not empty any more (someone else sized it), `ENOENT`
+    /// if it is gone; on failure nothing is removed, the name belongs to
+    /// whoever made the placeholder. [`Segment::created`] is false.
+    ///
+    /// This is how a `SharedMemoryManager` client allocates without a round
+    /// trip: its server creates, owns and tracks the names, the client only
+    /// sizes them. POSIX only (Windows sections are sized when created).
+    #[cfg(unix)]
+    pub fn open_placeholder(name: &str, size: usize) -> Result<Segment, SegmentError> {
+        if name.as_bytes().contains(&0) {
+            return Err(SegmentError::EmbeddedNul);
+        }
+        if size == 0 {
+            return Err(SegmentError::Empty);
+        }
+        let map = os::open_placeholder(name, &OpenOptions::create(size))?;
+        Ok(Segment {
+            name: name.to_owned(),
+            map,
+            created: false,
+        })
+    }
+
     /// The name as passed to the OS (POSIX: with its leading `/`).
     pub fn name(&self) -> &str {
         &self.name
@@ -355,6 +381,27 @@ pub fn unlink(name: &str) -> io::Result<()> {
         ));
     }
     os::unlink(name)
+}
+
+/// Create `name` (with its leading `/`) as an empty placeholder object, of
+/// size 0 and permissions `mode`, failing with `EEXIST` if it exists: it
+/// holds the name until [`Segment::open_placeholder`] sizes it. POSIX only.
+#[cfg(unix)]
+pub fn create_placeholder(name: &str, mode: u32) -> Result<(), SegmentError> {
+    if name.as_bytes().contains(&0) {
+        return Err(SegmentError::EmbeddedNul);
+    }
+    os::create_placeholder(name, mode)
+}
+
+/// The size in bytes of the object `name` now, without mapping it (0 for
+/// an unused placeholder). POSIX only.
+#[cfg(unix)]
+pub fn object_size(name: &str) -> Result<u64, SegmentError> {
+    if name.as_bytes().contains(&0) {
+        return Err(SegmentError::EmbeddedNul);
+    }
+    os::object_size(name)
 }
 
 /// Write all of `msg` to the open file descriptor `fd` (retrying on EINTR),
@@ -592,6 +639,50 @@ mod tests {
         });
         assert!(matches!(failed, Err(SegmentError::Os(_))));
         assert!(matches!(Segment::open(&name), Err(SegmentError::Os(_))));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn placeholder_is_sized_once_by_whoever_opens_it() {
+        let name = unique("p");
+        create_placeholder(&name, 0o600).unwrap();
+        assert_eq!(object_size(&name).unwrap(), 0);
+        match create_placeholder(&name, 0o600) {
+            Err(SegmentError::Os(e)) => assert_eq!(e.raw_os_error(), Some(ERR_EXISTS)),
+            other => panic!("expected EEXIST, got {other:?}"),
+        }
+        // An empty object cannot be attached to, only filled.
+        assert!(matches!(Segment::open(&name), Err(SegmentError::Empty)));
+        let seg = Segment::open_placeholder(&name, 5000).unwrap();
+        assert!(!seg.created());
+        assert_eq!(seg.len(), 5000);
+        assert_eq!(object_size(&name).unwrap(), 5000);
+        seg.write_at(4990, b"filled");
+        // Sized once: a second fill is EEXIST and changes nothing.
+        match Segment::open_placeholder(&name, 64) {
+            Err(SegmentError::Os(e)) => assert_eq!(e.raw_os_error(), Some(ERR_EXISTS)),
+            other => panic!("expected EEXIST, got {other:?}"),
+        }
+        let other = Segment::open(&name).unwrap();
+        assert_eq!(other.identity(), seg.identity());
+        let mut got = [0u8; 6];
+        other.read_at(4990, &mut got);
+        assert_eq!(&got, b"filled");
+        seg.unlink().unwrap();
+        // Gone: ENOENT, and nothing is created.
+        for failed in [
+            Segment::open_placeholder(&name, 64).map(|_| ()),
+            object_size(&name).map(|_| ()),
+        ] {
+            match failed {
+                Err(SegmentError::Os(e)) => assert_eq!(e.raw_os_error(), Some(ERR_NOT_FOUND)),
+                other => panic!("expected ENOENT, got {other:?}"),
+            }
+        }
+        assert!(matches!(
+            Segment::open_placeholder(&name, 0),
+            Err(SegmentError::Empty)
+        ));
     }
 
     #[test]

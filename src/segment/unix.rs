@@ -142,6 +142,41 @@ pub(super) fn open_and_map(
     }
 }
 
+/// Create `name` as an empty object (size 0), failing with `EEXIST` if
+/// the name is taken: a placeholder that reserves the name until
+/// [`open_placeholder`] sizes it (or someone unlinks it).
+pub(super) fn create_placeholder(name: &str, mode: u32) -> Result<(), SegmentError> {
+    check_name(name)?;
+    shm_open(name, libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, mode)?;
+    Ok(())
+}
+
+/// The size of the object `name` now, without mapping it.
+pub(super) fn object_size(name: &str) -> Result<u64, SegmentError> {
+    check_name(name)?;
+    let fd = shm_open(name, libc::O_RDONLY, 0)?;
+    let st = retry_on_intr(|| rustix::fs::fstat(&fd)).map_err(io::Error::from)?;
+    Ok(st.st_size as u64)
+}
+
+/// Open the existing object `name`, which must still be empty (a
+/// placeholder; `EEXIST` otherwise, `ENOENT` if it is gone), give it
+/// `opts.size` bytes as a create would (pages reserved with `opts.reserve`)
+/// and map it. Nothing is removed on failure: the name is not this call's.
+pub(super) fn open_placeholder(name: &str, opts: &OpenOptions) -> Result<Mapping, SegmentError> {
+    check_name(name)?;
+    let fd = shm_open(
+        name,
+        opts.flags & !(libc::O_CREAT | libc::O_EXCL),
+        opts.mode,
+    )?;
+    let st = retry_on_intr(|| rustix::fs::fstat(&fd)).map_err(io::Error::from)?;
+    if st.st_size != 0 {
+        return Err(io::Error::from(Errno::EXIST).into());
+    }
+    size_and_map(fd.as_fd(), opts.size, opts)
+}
+
 /// Size a new object (`size`: only the call that created it sizes it;
 /// macOS allows a single `ftruncate`), then map all of it.
 fn size_and_map(
