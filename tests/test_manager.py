@@ -617,6 +617,19 @@ ferroshm_only = pytest.mark.skipif(AGAINST_STDLIB, reason="ferroshm's placeholde
 
 
 @ferroshm_only
+def test_placeholder_batches_grow_from_two_to_sixteen(managers):
+    # Requests bring 2, 4, 8, then 16 placeholders: a process that allocates
+    # once strands one, a busy one makes a request per 16 allocations.
+    with managers() as smm:
+        held = []
+        for _ in range(2 + 4 + 8 + 16 + 1):
+            smm.SharedMemory(8).close()
+            held.append(len(smm._allocator().placeholders()))
+        assert held[:3] == [1, 0, 3] and held[5:7] == [0, 7]
+        assert held[13:15] == [0, 15] and held[29:31] == [0, 15]
+
+
+@ferroshm_only
 def test_a_placeholder_someone_sized_is_skipped_and_still_unlinked(managers):
     with managers() as smm:
         smm.SharedMemory(8).close()  # this thread now holds placeholders
@@ -665,7 +678,8 @@ def test_a_client_killed_mid_allocation_leaks_nothing(managers):
         )
         assert proc.returncode == -signal.SIGKILL, proc.stderr
         names = [p[1:] for p in json.loads(proc.stdout)]
-        assert len(names) == 15 and all(exists(n) for n in names)
+        # A process's first request brings 2 placeholders: 1 left in hand.
+        assert len(names) == 1 and all(exists(n) for n in names)
         assert names[-1] in request(smm, "list_segments")
     assert not any(exists(n) for n in names)
 

@@ -10,11 +10,11 @@ process and thread). What differs, and why:
 * **The server owns every name.** It registers each with the resource
   tracker it shares with the process that started the manager, then creates
   it, before any client uses it. Unnamed allocations go into *placeholders*:
-  empty objects the server made, handed to a process 16 at a time; the
-  caller sizes and maps one itself, untracked. A segment lives until
+  empty objects the server made, handed to a process 2, 4, 8, then 16 at a
+  time; the caller sizes and maps one itself, untracked. A segment lives until
   shutdown however its client ends (gh-110468), and a client killed at any
   point leaves nothing the server does not own.
-* **No round trip per unnamed allocation**, only one per 16; named ones
+* **No round trip per unnamed allocation**, only one per batch; named ones
   (``name=...``, gh-101014) are made by the server in one round trip, on a
   connection kept open (the standard library opens one per call).
 * **Shutdown unlinks everything**, placeholders used or not, also segments
@@ -60,7 +60,8 @@ _ALLOCATOR_ID = "ferroshm-allocator"
 _ALLOCATOR_TYPEID = "SharedMemoryAllocator"
 _ALLOCATOR_METHODS = ("SharedMemory", "ShareableList", "reserve")
 
-# Placeholders made per request: one tracker write (16 lines fit in
+# Placeholders made per request at the most (a client asks for 2, then
+# twice as many each time, up to this): one tracker write (16 lines fit in
 # PIPE_BUF) and one reply. Their names have 16 hex digits, not CPython's 8,
 # so that nobody else takes one by chance.
 _RESERVE_BATCH = 16
@@ -390,7 +391,7 @@ class _AllocatorProxy(BaseProxy):
             try:
                 path = pool.pop()
             except IndexError:
-                more = self._callmethod("reserve", (_RESERVE_BATCH,))
+                more = self._callmethod("reserve", (self._batch(),))
                 if not more:
                     raise _shut_down_error() from None
                 pool.extend(more)
@@ -410,6 +411,14 @@ class _AllocatorProxy(BaseProxy):
                     pool.clear()
                     raise _shut_down_error() from None
                 raise
+
+    def _batch(self) -> int:
+        """How many placeholders to ask for: 2 at first, twice as many at
+        each refill after that, up to 16, so that a process that allocates
+        only once or twice leaves at most one unused until shutdown."""
+        batches = self.__dict__.setdefault("_batches", {})
+        count = batches[os.getpid()] = min(2 * batches.get(os.getpid(), 1), _RESERVE_BATCH)
+        return count
 
     def _check_server(self) -> None:
         """Raise (as a call would) if the server is gone, before using a
