@@ -373,10 +373,14 @@ class SharedMemoryServer(_stdlib.SharedMemoryServer):
         segment and exit (with SystemExit, like the standard library's)."""
         self.stop_event = threading.Event()
         process.current_process()._manager_server = self  # type: ignore[attr-defined]
-        threading.Thread(target=self.accepter, name="SharedMemoryServer-accepter", daemon=True).start()
-        if self.owner_pid is not None:
-            threading.Thread(target=self._watch_owner, name="SharedMemoryServer-owner-watch", daemon=True).start()
         try:
+            # The threads are started inside the try: Thread.start() waits
+            # for the new thread to run, and clients may be served (and own
+            # segments) while this thread still waits in the second start();
+            # a SIGTERM there must unlink them too.
+            threading.Thread(target=self.accepter, name="SharedMemoryServer-accepter", daemon=True).start()
+            if self.owner_pid is not None:
+                threading.Thread(target=self._watch_owner, name="SharedMemoryServer-owner-watch", daemon=True).start()
             while not self.stop_event.is_set():
                 self.stop_event.wait(1)
         except (KeyboardInterrupt, SystemExit):
