@@ -208,6 +208,52 @@ def test_sigint_during_large_create_leaves_nothing(kind, shm_name, request):
     report(request, {"sigints": rounds, "inside_constructor": interrupted_inside})
 
 
+# A SIGINT that arrives while the last reference to a SharedMemory (or to
+# the ShareableList holding one) is dropped, with no bytecode run between
+# the two: here kill(2) through ctypes and list.clear, both C calls inside
+# one C-level loop, so it happens the same way on every run. A Python
+# finalizer would run the pending handler at its first instruction, and
+# Python discards an exception raised in a finalizer ("Exception ignored
+# in ... __del__"). That is how test_sigint_during_large_create_leaves_nothing
+# hung: a SIGINT during the unmapping of a freed list, then a child that
+# carried on creating lists forever.
+SIGINT_AT_DEALLOC = r"""
+import collections, ctypes, itertools, os, signal, sys
+from ferroshm import ShareableList, SharedMemory
+
+kind = sys.argv[1]
+obj = SharedMemory(create=True, size=4096) if kind == "shm" else ShareableList(range(1000))
+(obj if kind == "shm" else obj.shm).unlink()
+holder = [obj]
+del obj
+kill = ctypes.CDLL(None, use_errno=True).kill  # os.kill would run the handler itself
+try:
+    collections.deque(itertools.chain(
+        map(kill, [os.getpid()], [signal.SIGINT]),
+        map(list.clear, [holder]),
+    ), maxlen=0)
+    assert not holder
+    for _ in range(3):
+        pass
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", len(holder))
+else:
+    print("lost", len(holder))
+"""
+
+
+@pytest.mark.parametrize("kind", ["shm", "list"])
+def test_sigint_while_freeing_is_not_lost(kind):
+    """The KeyboardInterrupt of a SIGINT that arrives while a SharedMemory
+    or a ShareableList is freed reaches the program."""
+    proc = subprocess.run(
+        [sys.executable, "-c", SIGINT_AT_DEALLOC, kind], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["KeyboardInterrupt", "0"], proc.stderr
+    assert "Exception ignored" not in proc.stderr, proc.stderr
+
+
 def assert_tracker_removed_nothing(stderr: str) -> None:
     """The child's resource tracker found nothing to remove at its exit.
 

@@ -8,6 +8,7 @@ The test of ferroshm.patch_stdlib is skipped in that mode.
 
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing
 import os
@@ -562,6 +563,36 @@ def test_error_after_shutdown_says_what_to_do(managers):
     smm.shutdown()
     with pytest.raises(FileNotFoundError, match="shut down"):
         smm.SharedMemory(9)
+
+
+def test_error_for_a_lost_server_leaves_nothing_unraisable(managers):
+    """A call to a server that is gone raises OSError, and the error, kept
+    in a reference cycle (as ``pytest.raises`` or a stored traceback keeps
+    it) and collected later, finalizes nothing that complains. The standard
+    library's ``Connection.send`` hands a memoryview of a BytesIO to the
+    failing write; held by the traceback and collected with it, that
+    BytesIO was finalized while exported, which Python 3.13 reports as
+    "Exception ignored in: <_io.BytesIO ...>" (BufferError)."""
+    smm = managers()
+    smm.start()
+    smm.SharedMemory(16)  # the connection, and names reserved for later calls
+    smm._process.terminate()  # the server unlinks its segments and exits
+    smm._process.join()
+    unraisable = []
+    hook = sys.unraisablehook
+    sys.unraisablehook = unraisable.append
+    try:
+        try:
+            smm.SharedMemory(16)
+        except OSError as e:
+            e.cycle = e
+            assert "SharedMemoryManager" in str(e)
+        else:
+            pytest.fail("no error from a manager whose server is gone")
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+    assert not unraisable, [(u.object, u.exc_value) for u in unraisable]
 
 
 def test_list_segments_sees_every_allocation(managers):

@@ -46,7 +46,8 @@ from contextlib import contextmanager
 from multiprocessing import managers as _stdlib
 from multiprocessing import process, util
 from multiprocessing.managers import BaseProxy, RemoteError, State, Token
-from multiprocessing.managers import convert_to_error, dispatch  # type: ignore[attr-defined]
+from multiprocessing.managers import convert_to_error  # type: ignore[attr-defined]
+from multiprocessing.reduction import ForkingPickler
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
 from . import _native, _tracker
@@ -114,6 +115,28 @@ def _attach(attach: Callable[[str], Any], name: str) -> Any:
             f"segment {name!r} was unlinked before it could be attached: the "
             "SharedMemoryManager shut down meanwhile, or someone unlinked it",
         ) from None
+
+
+def _send(conn: Any, obj: Any) -> None:
+    """``conn.send(obj)``, with the pickle copied out of the BytesIO it is
+    written to. The standard library's ``send`` passes a memoryview of that
+    BytesIO down to the write; when the write fails (the server is gone),
+    the exception's traceback keeps the view, and when the exception is
+    collected as part of a reference cycle, the BytesIO is finalized while
+    still exported: "Exception ignored in: <_io.BytesIO ...>" (BufferError,
+    Python 3.13). Messages here are small, so the copy costs nothing."""
+    with ForkingPickler.dumps(obj) as view:
+        data = bytes(view)
+    conn.send_bytes(data)
+
+
+def _dispatch(conn: Any, ident: Any, methodname: str, args: tuple = ()) -> Any:
+    """The standard library's ``managers.dispatch``, sending with :func:`_send`."""
+    _send(conn, (ident, methodname, args, {}))
+    kind, result = conn.recv()
+    if kind == "#RETURN":
+        return result
+    raise convert_to_error(kind, result)
 
 
 # -- the server ---------------------------------------------------------------
@@ -447,7 +470,7 @@ class _AllocatorProxy(BaseProxy):
             self._connect()
             conn = tls.connection
         try:
-            conn.send((self._id, methodname, args, kwds))
+            _send(conn, (self._id, methodname, args, kwds))
             kind, result = conn.recv()
         except BaseException as exc:
             # Cut short (KeyboardInterrupt, a lost server): the reply still
@@ -532,7 +555,7 @@ class SharedMemoryManager(_stdlib.SharedMemoryManager):
         except (OSError, EOFError) as exc:
             raise _unreachable_error(exc, self._address) from exc
         try:
-            return dispatch(conn, None, method, args)
+            return _dispatch(conn, None, method, args)
         finally:
             conn.close()
 

@@ -82,6 +82,10 @@ class SharedMemory:
       :class:`ValueError` before anything is created (when ``track`` is true).
     * It is a context manager: ``with SharedMemory(...) as shm:`` closes
       (does not unlink) on exit.
+    * There is no ``__del__``: an instance that is garbage-collected is
+      closed by its native handle, without running Python code (so without
+      ``close()`` of a subclass), and a Ctrl-C that arrives meanwhile is
+      never lost in a finalizer.
     """
 
     # Class-level defaults, also the fallbacks after a failed __init__.
@@ -162,9 +166,13 @@ class SharedMemory:
                         _tracker_send("UNREGISTER", name)
             raise
 
-    def __del__(self):
-        # Closing cannot fail and never unmaps memory still in use.
-        self.close()
+    # No __del__: the native handle (``_segment``) unmaps the segment when
+    # the last reference to its mapping goes, as close() would. A Python
+    # finalizer runs pending signal handlers at its first instruction, and
+    # the KeyboardInterrupt of a SIGINT that arrived while a ShareableList
+    # was being freed would be raised there, where Python discards it
+    # ("Exception ignored in ... __del__"): the program would carry on as if
+    # Ctrl-C had never been pressed.
 
     def __reduce__(self):
         return (self.__class__, (self.name, False, self.size))

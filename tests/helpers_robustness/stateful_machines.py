@@ -314,7 +314,8 @@ class SharedMemoryMachine(RuleBasedStateMachine):
 
     @rule(h=consumes(handles))
     def drop_handle(self, h):
-        # Garbage collection instead of close(): the same, through __del__.
+        # Garbage collection instead of close(): the same, through the native
+        # handle's destructor (SharedMemory has no __del__).
         step("drop")
         self.all_handles.remove(h)
         del h
