@@ -254,6 +254,30 @@ def test_sigint_while_freeing_is_not_lost(kind):
     assert "Exception ignored" not in proc.stderr, proc.stderr
 
 
+def test_an_interrupt_during_cleanup_still_removes_the_new_list(monkeypatch, shm_name):
+    """A create that fails (or is interrupted) closes and unlinks the
+    segment it made, in Python calls where a second Ctrl-C can land: its
+    KeyboardInterrupt, raised here by the first close(), does not cut the
+    cleanup short. The caller gets the create's own error."""
+    closes = []
+    real_close = SharedMemory.close
+
+    def close(self):
+        closes.append(self.name)
+        if len(closes) == 1:
+            raise KeyboardInterrupt  # the second SIGINT, inside the cleanup
+        real_close(self)
+
+    def too_small(size):
+        return SharedMemory(shm_name, create=True, size=size // 2)
+
+    monkeypatch.setattr(SharedMemory, "close", close)
+    with pytest.raises(ValueError, match="needs"):
+        ShareableList._create_in([1, "two", b"three"], too_small)
+    assert closes == [shm_name, shm_name]
+    assert shm_name not in segments()
+
+
 def assert_tracker_removed_nothing(stderr: str) -> None:
     """The child's resource tracker found nothing to remove at its exit.
 

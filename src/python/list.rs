@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use pyo3::exceptions::{
-    PyAttributeError, PyIndexError, PyOverflowError, PyTypeError, PyValueError,
+    PyAttributeError, PyIndexError, PyOSError, PyOverflowError, PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -230,6 +230,30 @@ struct Attached {
     shm: Py<PyAny>,
 }
 
+/// Close `shm` and, with `unlink`, remove its segment, on the way out of a
+/// create that failed or was interrupted: the caller reports its own error.
+/// Both are Python calls, in which Python runs pending signal handlers; an
+/// exception a second signal raises there is dropped and the call made
+/// again (a handler runs once per signal), so that it cannot cut the
+/// cleanup short and leave the new segment behind. An `OSError` (the
+/// segment is gone already) ends the attempts.
+fn discard(shm: &Bound<'_, PyAny>, unlink: bool) {
+    let py = shm.py();
+    let methods: &[&str] = if unlink {
+        &["close", "unlink"]
+    } else {
+        &["close"]
+    };
+    for method in methods {
+        for _ in 0..3 {
+            match shm.call_method0(*method) {
+                Err(e) if !e.is_instance_of::<PyOSError>(py) => continue,
+                _ => break,
+            }
+        }
+    }
+}
+
 fn uninitialized_error() -> PyErr {
     PyValueError::new_err("ShareableList.__init__() was not called on this object")
 }
@@ -436,17 +460,13 @@ impl ShareableListPy {
                         // would drop the new list with its segment still
                         // linked.
                         if let Err(interrupted) = py.check_signals() {
-                            let shm = shm.bind(py);
-                            shm.call_method0("close")?;
-                            shm.call_method0("unlink")?;
+                            discard(shm.bind(py), true);
                             return Err(interrupted);
                         }
                         Ok(Attached { list, closed, shm })
                     }
                     Err(e) => {
-                        let shm = shm.bind(py);
-                        shm.call_method0("close")?;
-                        shm.call_method0("unlink")?;
+                        discard(shm.bind(py), true);
                         Err(list_error(py, e, false))
                     }
                 }
@@ -500,11 +520,7 @@ impl ShareableListPy {
         if let Err(extra) = self.list.set(Self::build(py, sequence, name, track, None)?) {
             // Another thread initialised this object meanwhile: keep its
             // list, and remove the one made here.
-            let shm = extra.shm.bind(py);
-            shm.call_method0("close")?;
-            if created {
-                shm.call_method0("unlink")?;
-            }
+            discard(extra.shm.bind(py), created);
         }
         Ok(())
     }
