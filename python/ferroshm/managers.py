@@ -133,7 +133,11 @@ def _send(conn: Any, obj: Any) -> None:
 def _dispatch(conn: Any, ident: Any, methodname: str, args: tuple = ()) -> Any:
     """The standard library's ``managers.dispatch``, sending with :func:`_send`."""
     _send(conn, (ident, methodname, args, {}))
-    kind, result = conn.recv()
+    return _result(*conn.recv())
+
+
+def _result(kind: str, result: Any) -> Any:
+    """A server's reply: the result, or its error raised."""
     if kind == "#RETURN":
         return result
     raise convert_to_error(kind, result)
@@ -471,7 +475,7 @@ class _AllocatorProxy(BaseProxy):
             conn = tls.connection
         try:
             _send(conn, (self._id, methodname, args, kwds))
-            kind, result = conn.recv()
+            reply = conn.recv()
         except BaseException as exc:
             # Cut short (KeyboardInterrupt, a lost server): the reply still
             # to come would be read as the next call's. Drop the connection.
@@ -481,9 +485,7 @@ class _AllocatorProxy(BaseProxy):
             if isinstance(exc, (OSError, EOFError)):
                 raise _unreachable_error(exc, self._token.address, methodname) from exc
             raise
-        if kind == "#RETURN":
-            return result
-        raise convert_to_error(kind, result)
+        return _result(*reply)
 
 
 class SharedMemoryManager(_stdlib.SharedMemoryManager):

@@ -135,8 +135,8 @@ impl SharedList {
     /// [`Segment::open_placeholder`]): it is sized for the list and filled,
     /// byte for byte as [`create`](SharedList::create) would. `EEXIST` if it
     /// is not empty any more, `ENOENT` if it is gone. The name is not this
-    /// call's: a failure never unlinks it. POSIX only.
-    #[cfg(unix)]
+    /// call's: a failure never unlinks it. POSIX only (Windows:
+    /// unsupported).
     pub fn create_in_placeholder(
         name: &str,
         items: &[ItemRef<'_>],

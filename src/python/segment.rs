@@ -17,7 +17,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyMemoryView;
 
 use super::errors::{os_error, segment_error};
-use crate::segment::{self, OpenOptions, Segment, SegmentError};
+use crate::segment::{self, OpenOptions, Segment};
 
 /// The resource tracker's pipe, written from the `announce` hook. POSIX
 /// only: Windows has no resource tracker, and `open` refuses `announce`
@@ -29,33 +29,6 @@ fn close_fd(_fd: i32) {}
 #[cfg(windows)]
 fn write_to_fd(_fd: i32, _msg: &[u8]) -> std::io::Result<()> {
     Err(std::io::ErrorKind::Unsupported.into())
-}
-
-/// Placeholders (see `Segment::open_placeholder`) are POSIX objects:
-/// Windows sections are sized when they are created.
-#[cfg(unix)]
-fn open_placeholder(name: &str, size: usize) -> Result<Segment, SegmentError> {
-    Segment::open_placeholder(name, size)
-}
-#[cfg(windows)]
-fn open_placeholder(_name: &str, _size: usize) -> Result<Segment, SegmentError> {
-    Err(SegmentError::Os(std::io::ErrorKind::Unsupported.into()))
-}
-#[cfg(unix)]
-fn create_placeholder_os(name: &str, mode: u32) -> Result<(), SegmentError> {
-    segment::create_placeholder(name, mode)
-}
-#[cfg(windows)]
-fn create_placeholder_os(_name: &str, _mode: u32) -> Result<(), SegmentError> {
-    Err(SegmentError::Os(std::io::ErrorKind::Unsupported.into()))
-}
-#[cfg(unix)]
-fn object_size_os(name: &str) -> Result<u64, SegmentError> {
-    segment::object_size(name)
-}
-#[cfg(windows)]
-fn object_size_os(_name: &str) -> Result<u64, SegmentError> {
-    Err(SegmentError::Os(std::io::ErrorKind::Unsupported.into()))
 }
 
 /// An open, mapped segment. Created by `Segment.open`; `close()` drops this
@@ -150,7 +123,7 @@ impl SegmentPy {
                 None => return Err(PyValueError::new_err("a placeholder needs a 'size'")),
             };
             let seg = py
-                .detach(|| open_placeholder(name, size))
+                .detach(|| Segment::open_placeholder(name, size))
                 .map_err(|e| segment_error(&e, name))?;
             return Ok(SegmentPy::new(seg, false));
         }
@@ -402,7 +375,7 @@ fn unlink(py: Python<'_>, name: &str) -> PyResult<()> {
 #[pyfunction]
 #[pyo3(signature = (name, mode=0o600))]
 fn create_placeholder(py: Python<'_>, name: &str, mode: u32) -> PyResult<()> {
-    py.detach(|| create_placeholder_os(name, mode))
+    py.detach(|| segment::create_placeholder(name, mode))
         .map_err(|e| segment_error(&e, name))
 }
 
@@ -410,7 +383,7 @@ fn create_placeholder(py: Python<'_>, name: &str, mode: u32) -> PyResult<()> {
 /// without mapping it: 0 for a placeholder nobody sized yet. POSIX only.
 #[pyfunction]
 fn object_size(py: Python<'_>, name: &str) -> PyResult<u64> {
-    py.detach(|| object_size_os(name))
+    py.detach(|| segment::object_size(name))
         .map_err(|e| segment_error(&e, name))
 }
 

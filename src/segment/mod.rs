@@ -247,9 +247,7 @@ impl Segment {
         hook: &mut dyn FnMut() -> io::Result<()>,
         hook_first: bool,
     ) -> Result<Segment, SegmentError> {
-        if name.as_bytes().contains(&0) {
-            return Err(SegmentError::EmbeddedNul);
-        }
+        check_nul(name)?;
         let (map, created) = os::open_and_map(name, opts, hook, hook_first)?;
         Ok(Segment {
             name: name.to_owned(),
@@ -267,12 +265,10 @@ impl Segment {
     ///
     /// This is how a `SharedMemoryManager` client allocates without a round
     /// trip: its server creates, owns and tracks the names, the client only
-    /// sizes them. POSIX only (Windows sections are sized when created).
-    #[cfg(unix)]
+    /// sizes them. POSIX only: on Windows, whose sections are sized when
+    /// created, it fails with [`io::ErrorKind::Unsupported`].
     pub fn open_placeholder(name: &str, size: usize) -> Result<Segment, SegmentError> {
-        if name.as_bytes().contains(&0) {
-            return Err(SegmentError::EmbeddedNul);
-        }
+        check_nul(name)?;
         if size == 0 {
             return Err(SegmentError::Empty);
         }
@@ -383,24 +379,28 @@ pub fn unlink(name: &str) -> io::Result<()> {
     os::unlink(name)
 }
 
-/// Create `name` (with its leading `/`) as an empty placeholder object, of
-/// size 0 and permissions `mode`, failing with `EEXIST` if it exists: it
-/// holds the name until [`Segment::open_placeholder`] sizes it. POSIX only.
-#[cfg(unix)]
-pub fn create_placeholder(name: &str, mode: u32) -> Result<(), SegmentError> {
+/// Names reach the OS as C strings: an embedded NUL is refused, never cut.
+fn check_nul(name: &str) -> Result<(), SegmentError> {
     if name.as_bytes().contains(&0) {
         return Err(SegmentError::EmbeddedNul);
     }
+    Ok(())
+}
+
+/// Create `name` (with its leading `/`) as an empty placeholder object, of
+/// size 0 and permissions `mode`, failing with `EEXIST` if it exists: it
+/// holds the name until [`Segment::open_placeholder`] sizes it. POSIX only
+/// (Windows: [`io::ErrorKind::Unsupported`]).
+pub fn create_placeholder(name: &str, mode: u32) -> Result<(), SegmentError> {
+    check_nul(name)?;
     os::create_placeholder(name, mode)
 }
 
 /// The size in bytes of the object `name` now, without mapping it (0 for
-/// an unused placeholder). POSIX only.
-#[cfg(unix)]
+/// an unused placeholder). POSIX only (Windows:
+/// [`io::ErrorKind::Unsupported`]).
 pub fn object_size(name: &str) -> Result<u64, SegmentError> {
-    if name.as_bytes().contains(&0) {
-        return Err(SegmentError::EmbeddedNul);
-    }
+    check_nul(name)?;
     os::object_size(name)
 }
 

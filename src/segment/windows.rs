@@ -215,6 +215,24 @@ fn map_view(
     Ok(map)
 }
 
+/// Placeholders (empty objects sized later) are POSIX objects: a section
+/// gets its size when it is created.
+fn no_placeholders() -> SegmentError {
+    SegmentError::Os(io::ErrorKind::Unsupported.into())
+}
+
+pub(super) fn create_placeholder(_name: &str, _mode: u32) -> Result<(), SegmentError> {
+    Err(no_placeholders())
+}
+
+pub(super) fn object_size(_name: &str) -> Result<u64, SegmentError> {
+    Err(no_placeholders())
+}
+
+pub(super) fn open_placeholder(_name: &str, _opts: &OpenOptions) -> Result<Mapping, SegmentError> {
+    Err(no_placeholders())
+}
+
 /// Sections cannot be removed by name: they go with their last handle, as
 /// CPython's `SharedMemory.unlink()` documents. Succeeds and does nothing.
 pub(super) fn unlink(_name: &str) -> io::Result<()> {
