@@ -731,7 +731,7 @@ fn random_corruption_never_panics() {
         }
         match rng.below(10) {
             0 => buf.truncate(rng.below(buf.len())),
-            1 => buf.extend(std::iter::repeat(0).take(rng.below(64))),
+            1 => buf.extend(std::iter::repeat_n(0, rng.below(64))),
             _ => {}
         }
         attached += usize::from(attach_bytes(&buf).is_ok());

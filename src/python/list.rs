@@ -56,28 +56,28 @@ fn to_item<'a>(py: Python<'_>, obj: &'a Bound<'_, PyAny>) -> PyResult<ItemRef<'a
     if obj.is_exact_instance_of::<PyInt>() {
         return int_item(py, obj);
     }
-    if let Ok(f) = obj.downcast_exact::<PyFloat>() {
+    if let Ok(f) = obj.cast_exact::<PyFloat>() {
         return Ok(ItemRef::Float(f.value()));
     }
-    if let Ok(s) = obj.downcast_exact::<PyString>() {
+    if let Ok(s) = obj.cast_exact::<PyString>() {
         return Ok(ItemRef::Str(s.to_str()?));
     }
     if obj.is_none() {
         return Ok(ItemRef::None);
     }
-    if let Ok(b) = obj.downcast::<PyBool>() {
+    if let Ok(b) = obj.cast::<PyBool>() {
         return Ok(ItemRef::Bool(b.is_true()));
     }
     if obj.is_instance_of::<PyInt>() {
         return int_item(py, obj);
     }
-    if let Ok(f) = obj.downcast::<PyFloat>() {
+    if let Ok(f) = obj.cast::<PyFloat>() {
         return Ok(ItemRef::Float(f.value()));
     }
-    if let Ok(s) = obj.downcast::<PyString>() {
+    if let Ok(s) = obj.cast::<PyString>() {
         return Ok(ItemRef::Str(s.to_str()?));
     }
-    if let Ok(b) = obj.downcast::<PyBytes>() {
+    if let Ok(b) = obj.cast::<PyBytes>() {
         return Ok(ItemRef::Bytes(b.as_bytes()));
     }
     Err(PyErr::from_value(
@@ -307,7 +307,7 @@ impl ShareableListPy {
         setting: bool,
     ) -> PyResult<Position<'py>> {
         let n = self.view()?.len();
-        let i: isize = if let Ok(i) = index.downcast::<PyInt>() {
+        let i: isize = if let Ok(i) = index.cast::<PyInt>() {
             match i.extract::<isize>() {
                 Ok(i) => i,
                 Err(_) => {
@@ -316,7 +316,7 @@ impl ShareableListPy {
                     ))
                 }
             }
-        } else if let Ok(s) = index.downcast::<PySlice>() {
+        } else if let Ok(s) = index.cast::<PySlice>() {
             return Ok(Position::Slice(s.clone()));
         } else if index.hasattr("__index__")? {
             match index.call_method0("__index__")?.extract::<isize>() {
@@ -351,7 +351,7 @@ impl ShareableListPy {
 
     fn open(shm: Bound<'_, PyAny>) -> PyResult<Opened> {
         let handle = shm.getattr("_segment")?;
-        let handle = handle.downcast::<SegmentPy>()?;
+        let handle = handle.cast::<SegmentPy>()?;
         let (segment, closed) = handle.get().share()?;
         Ok((segment, closed, shm.unbind()))
     }
@@ -396,9 +396,9 @@ impl ShareableListPy {
                 // while Python code (the segment's creation) runs.
                 let snapshot = match sequence {
                     Some(seq) => {
-                        if let Ok(tuple) = seq.downcast_exact::<PyTuple>() {
+                        if let Ok(tuple) = seq.cast_exact::<PyTuple>() {
                             tuple.clone()
-                        } else if let Ok(list) = seq.downcast_exact::<PyList>() {
+                        } else if let Ok(list) = seq.cast_exact::<PyList>() {
                             list.to_tuple()
                         } else {
                             PyTuple::new(py, seq.try_iter()?.collect::<PyResult<Vec<_>>>()?)?
@@ -482,7 +482,10 @@ impl ShareableListPy {
     /// them for the standard library's class.
     #[new]
     #[classmethod]
-    #[pyo3(signature = (sequence=None, *args, name=None, track=true, **kwargs))]
+    #[pyo3(
+        signature = (sequence=None, *args, name=None, track=true, **kwargs),
+        text_signature = "(sequence=None, *, name=None, track=True)"
+    )]
     fn new(
         cls: &Bound<'_, PyType>,
         sequence: Option<&Bound<'_, PyAny>>,
