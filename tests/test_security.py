@@ -182,7 +182,11 @@ AS_NOBODY = textwrap.dedent("""
     attempt("attach_untracked", lambda: SharedMemory(name, track=False))
     attempt("list", lambda: ShareableList(name=name))
     attempt("open_file", lambda: os.close(os.open("/dev/shm/" + name, os.O_RDONLY)))
-    attempt("unlink", lambda: SharedMemory.unlink(type("H", (), {{"_name": "/" + name, "_track": False}})()))
+    def unlink_by_name():
+        handle = SharedMemory.__new__(SharedMemory)  # never opened: unlink by name alone
+        handle._name, handle._track = "/" + name, False
+        handle.unlink()
+    attempt("unlink", unlink_by_name)
     attempt("create_same", lambda: SharedMemory(name, create=True, size=8))
     print(json.dumps(out))
 """)

@@ -429,7 +429,7 @@ if __name__ == "__main__":
     from multiprocessing import resource_tracker
     resource_tracker.ensure_running()  # so that a's registration is remembered
     a = sm.SharedMemory(create=True, size=8)
-    assert a._name in sm.shared_memory._registered
+    assert a._name in sm._native.tracker_registrations()[0]
     p = mp.get_context("fork").Process(target=unlink_in_child, args=(a.name,))
     p.start(); p.join()
     # Same name, new object; this process last registered the old one.

@@ -11,7 +11,6 @@ from typing_extensions import disjoint_base
 # Not re-exported: ShareableList raises it, but it is defined (and
 # importable) in ferroshm.shared_memory.
 from .shared_memory import ItemTypeError  # noqa: F401
-from .shared_memory import SharedMemory
 
 if sys.version_info >= (3, 11):
     from typing import Self
@@ -22,6 +21,12 @@ else:
 _SLT = TypeVar("_SLT", int, float, bool, str, bytes, None)
 
 __all__ = [
+    "SharedMemory",
+    "tracker_send",
+    "tracker_send_all",
+    "check_trackable",
+    "tracker_registrations",
+    "tracker_after_fork_in_child",
     "Segment",
     "Mapping",
     "unlink",
@@ -43,6 +48,85 @@ __version__: str
 SEGMENT_DIR: Optional[str]
 """Where named segments appear as files (Linux: ``/dev/shm``), or None
 where the platform has no such directory."""
+
+class SharedMemory:
+    """Creates a new shared memory block or attaches to an existing one.
+
+    Same arguments, attributes and errors as
+    :class:`multiprocessing.shared_memory.SharedMemory` (Python 3.13); its
+    home is ``ferroshm.shared_memory``. Differences: ``close()`` never
+    raises BufferError nor unmaps memory still in use; creating reserves the
+    pages (``reserve=False`` or ``FERROSHM_RESERVE=0``: sparse, as the
+    standard library); a failure never removes a segment this call did not
+    create; names the resource tracker cannot carry are refused before
+    anything is created; a context manager; ``_fd`` and ``_mmap`` are made
+    on first use; no ``__del__``."""
+
+    _flags: int
+    _mode: int
+    _prepend_leading_slash: bool
+    _name: Any
+    _size: int
+    _track: bool
+    _buf: Any
+    _fd: int
+    _mmap: Any
+
+    def __init__(
+        self,
+        name: Optional[str] = None,
+        create: bool = False,
+        size: int = 0,
+        *,
+        track: bool = True,
+        reserve: Optional[bool] = None,
+    ) -> None: ...
+    @staticmethod
+    def _in_placeholder(name: str, size: int) -> SharedMemory:
+        """A new untracked SharedMemory of ``size`` bytes in the placeholder
+        ``name`` (OS name), for SharedMemoryManager clients."""
+    def __reduce__(self) -> tuple[type[Self], tuple[str, bool, int]]: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *_exc_info: object) -> None: ...
+    @property
+    def buf(self) -> Optional[memoryview]:
+        """A memoryview of contents of the shared memory block."""
+    @property
+    def name(self) -> str:
+        """Unique name that identifies the shared memory block."""
+    @property
+    def size(self) -> int:
+        """Size in bytes."""
+    def close(self) -> None:
+        """Closes access to the shared memory from this instance but does
+        not destroy the shared memory block; never raises BufferError."""
+    def unlink(self) -> None:
+        """Requests that the underlying shared memory block be destroyed."""
+    def __traverse__(self, visit: Any) -> None: ...
+    def __clear__(self) -> None: ...
+
+def _set_hooks(module_dict: dict[str, Any], make_filename: Callable[[], str], reserve_default: bool) -> None:
+    """Called by ``ferroshm.shared_memory`` when it is imported."""
+
+def tracker_send(cmd: str, name: str, identity: Optional[Tuple[int, int]] = None) -> None:
+    """Send ``cmd`` ("REGISTER" or "UNREGISTER") for the segment ``name`` (OS
+    name) to the standard library's resource tracker, in its own format."""
+
+def tracker_send_all(cmd: str, names: list[str]) -> None:
+    """:func:`tracker_send` for several names, in one write when possible."""
+
+def check_trackable(name: str) -> None:
+    """ValueError if the running standard library's resource tracker cannot
+    carry ``name`` (OS name, leading '/')."""
+
+def tracker_registrations() -> Tuple[list[str], list[str]]:
+    """``(registered, inherited)``: the names this process registered, and
+    those a raw-fork parent registered with a tracker this process cannot
+    reach."""
+
+def tracker_after_fork_in_child() -> None:
+    """The fork hook: after a raw fork that dropped the tracker's pipe, this
+    process's registrations are its parent's."""
 
 @final
 class Segment:

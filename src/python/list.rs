@@ -14,7 +14,7 @@ use pyo3::types::{
 };
 
 use super::errors::list_error;
-use super::segment::SegmentPy;
+use super::shared_memory::SharedMemoryPy;
 use crate::list::{ItemRef, ListError, ListSizer, ListView, SharedList};
 use crate::segment::Segment;
 
@@ -350,9 +350,7 @@ impl ShareableListPy {
     }
 
     fn open(shm: Bound<'_, PyAny>) -> PyResult<Opened> {
-        let handle = shm.getattr("_segment")?;
-        let handle = handle.cast::<SegmentPy>()?;
-        let (segment, closed) = handle.get().share()?;
+        let (segment, closed) = shm.cast::<SharedMemoryPy>()?.get().share()?;
         Ok((segment, closed, shm.unbind()))
     }
 

@@ -7,12 +7,16 @@ mod errors;
 mod inspect;
 mod list;
 mod segment;
+mod shared_memory;
+mod tracker;
 
 /// The native half of the `ferroshm` package. Use the `ferroshm` package,
 /// not this module: its API may change between releases.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     segment::register(m)?;
+    tracker::register(m)?;
+    shared_memory::register(m)?;
     list::register(m)?;
     inspect::register(m)?;
     Ok(())

@@ -23,11 +23,11 @@ use crate::segment::{self, OpenOptions, Segment};
 /// only: Windows has no resource tracker, and `open` refuses `announce`
 /// there before any of this could run.
 #[cfg(unix)]
-use crate::segment::{close_fd, write_to_fd};
+pub(crate) use crate::segment::{close_fd, write_to_fd};
 #[cfg(windows)]
-fn close_fd(_fd: i32) {}
+pub(crate) fn close_fd(_fd: i32) {}
 #[cfg(windows)]
-fn write_to_fd(_fd: i32, _msg: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_to_fd(_fd: i32, _msg: &[u8]) -> std::io::Result<()> {
     Err(std::io::ErrorKind::Unsupported.into())
 }
 
@@ -72,6 +72,115 @@ pub(crate) fn closed_error() -> PyErr {
     PyValueError::new_err("operation on a closed shared memory segment")
 }
 
+/// Closes a descriptor handed to a call when the call ends, however it ends.
+pub(crate) struct FdCloser(pub(crate) i32);
+
+impl Drop for FdCloser {
+    fn drop(&mut self) {
+        close_fd(self.0);
+    }
+}
+
+/// A new segment's size as Python gives it: taken as off_t, as
+/// os.ftruncate takes it, so too large an int is an OverflowError (and a
+/// float a TypeError) before anything exists.
+pub(crate) fn new_size(size: &Bound<'_, PyAny>) -> PyResult<usize> {
+    let size = size.extract::<i64>()?;
+    usize::try_from(size).map_err(|_| PyValueError::new_err("'size' must be a positive integer"))
+}
+
+/// How [`open_segment`] registers a segment the moment it creates it: the
+/// resource tracker's pipe (kept open by the caller for the whole call),
+/// the REGISTER and UNREGISTER messages, and whether to announce even
+/// before the create (`first`: fresh random names only).
+pub(crate) struct Announce<'a> {
+    pub(crate) fd: i32,
+    pub(crate) register: &'a [u8],
+    pub(crate) unregister: &'a [u8],
+    pub(crate) first: bool,
+    /// Whether `fd` is the caller's own (a duplicate), valid after Python
+    /// code ran; otherwise it is the tracker's, trusted only while this
+    /// call runs no Python code, and a late retraction goes through
+    /// `tracker::send`.
+    pub(crate) owned: bool,
+}
+
+/// Open or create `name` (leading '/' included) as `opts` says and map it,
+/// with the GIL released when `detach` (large creates). A failure leaves
+/// nothing open and removes the object only if this call created it.
+///
+/// With `announce`, a call that creates the object writes `register` to
+/// the tracker's pipe at once, before the object is sized and its pages
+/// reserved, so that a process killed during a large create leaves nothing
+/// behind; `unregister` is written if the call then fails. Returns the
+/// segment and whether `register` was written (if the write fails,
+/// creation goes on and the caller registers the usual way).
+///
+/// A signal that arrived meanwhile (SIGINT during a large create) has its
+/// Python handler run here, not at the return to the caller: there, a
+/// KeyboardInterrupt would drop the new segment before anyone holds it,
+/// and its name would stay in /dev/shm. Here, the segment is removed and
+/// the error returned.
+pub(crate) fn open_segment(
+    py: Python<'_>,
+    name: &str,
+    opts: &OpenOptions,
+    announce: Option<&Announce<'_>>,
+    detach: bool,
+) -> PyResult<(Segment, bool)> {
+    let mut announced = false;
+    let mut run = || {
+        let mut hook = || {
+            if let Some(a) = announce {
+                announced = write_to_fd(a.fd, a.register).is_ok();
+            }
+            Ok(())
+        };
+        if announce.is_some_and(|a| a.first) && opts.flags & libc::O_EXCL != 0 {
+            Segment::open_announced(name, opts, &mut hook)
+        } else {
+            Segment::open_with_hook(name, opts, &mut hook)
+        }
+    };
+    let opened = if detach { py.detach(run) } else { run() };
+    let retract = |announced: bool| {
+        if let (true, Some(a)) = (announced, announce) {
+            // Best effort: the tracker would only warn about a name that
+            // no longer exists.
+            let _ = write_to_fd(a.fd, a.unregister);
+        }
+    };
+    let seg = match opened {
+        Ok(seg) => seg,
+        Err(e) => {
+            retract(announced);
+            return Err(segment_error(&e, name));
+        }
+    };
+    if let Err(interrupted) = py.check_signals() {
+        let created = seg.created();
+        drop(seg);
+        if created {
+            // Best effort: the interruption is the error to report.
+            let _ = segment::unlink(name);
+            match announce {
+                Some(a) if announced && !a.owned => {
+                    let _ = super::tracker::send(py, super::tracker::Cmd::Unregister, name, None);
+                }
+                _ => retract(announced),
+            }
+        }
+        return Err(interrupted);
+    }
+    Ok((seg, announced))
+}
+
+/// Size and map the placeholder `name` (see `Segment::open_placeholder`).
+pub(crate) fn open_placeholder(py: Python<'_>, name: &str, size: usize) -> PyResult<Segment> {
+    py.detach(|| Segment::open_placeholder(name, size))
+        .map_err(|e| segment_error(&e, name))
+}
+
 #[pymethods]
 impl SegmentPy {
     /// Open `name` (with its leading '/') using the `open(2)` flags and mode
@@ -111,9 +220,12 @@ impl SegmentPy {
         announce: Option<(i32, Vec<u8>, Vec<u8>, bool)>,
         placeholder: bool,
     ) -> PyResult<Self> {
+        // The announcement's descriptor is this call's to close, whatever
+        // happens: closing it here, not in Python after the return, leaves
+        // no point at which a signal handler could lose the new segment.
+        let _closer = announce.as_ref().map(|(fd, ..)| FdCloser(*fd));
         if placeholder {
-            if let Some((fd, ..)) = &announce {
-                close_fd(*fd);
+            if announce.is_some() {
                 return Err(PyValueError::new_err(
                     "'announce' is for creating; a placeholder is not created",
                 ));
@@ -122,9 +234,7 @@ impl SegmentPy {
                 Some(s) => s.extract::<usize>()?,
                 None => return Err(PyValueError::new_err("a placeholder needs a 'size'")),
             };
-            let seg = py
-                .detach(|| Segment::open_placeholder(name, size))
-                .map_err(|e| segment_error(&e, name))?;
+            let seg = open_placeholder(py, name, size)?;
             return Ok(SegmentPy::new(seg, false));
         }
         #[cfg(windows)]
@@ -133,89 +243,23 @@ impl SegmentPy {
                 "'announce' is for the POSIX resource tracker; Windows has none",
             ));
         }
-        // Sizes are taken as off_t, as os.ftruncate takes them: too large an
-        // int is an OverflowError before anything exists. (Converted here,
-        // not by the argument parser, so that the announcement's descriptor
-        // is closed on this error too.)
-        let size = match size
-            .map(|s| s.extract::<i64>())
-            .transpose()
-            .and_then(|size| {
-                size.map(|s| {
-                    usize::try_from(s)
-                        .map_err(|_| PyValueError::new_err("'size' must be a positive integer"))
-                })
-                .transpose()
-            }) {
-            Ok(size) => size,
-            Err(e) => {
-                if let Some((fd, ..)) = &announce {
-                    close_fd(*fd);
-                }
-                return Err(e);
-            }
-        };
+        let size = size.map(new_size).transpose()?;
         let opts = OpenOptions {
             flags,
             mode,
             size,
             reserve,
         };
-        let mut announced = false;
-        let retract = |announced: bool| {
-            if let (true, Some((fd, _, unregister, _))) = (announced, &announce) {
-                // Best effort: the tracker would only warn about a name
-                // that no longer exists.
-                let _ = write_to_fd(*fd, unregister);
-            }
-        };
-        // The announcement's descriptor is this call's to close: closing it
-        // here, not in Python after the return, leaves no point at which a
-        // signal handler could lose the new segment.
-        let close_announce_fd = || {
-            if let Some((fd, ..)) = &announce {
-                close_fd(*fd);
-            }
-        };
-        let opened = py.detach(|| {
-            let mut hook = || {
-                if let Some((fd, register, ..)) = &announce {
-                    announced = write_to_fd(*fd, register).is_ok();
-                }
-                Ok(())
-            };
-            let first = announce.as_ref().is_some_and(|(.., first)| *first);
-            if first && opts.flags & libc::O_EXCL != 0 {
-                Segment::open_announced(name, &opts, &mut hook)
-            } else {
-                Segment::open_with_hook(name, &opts, &mut hook)
-            }
-        });
-        let seg = match opened {
-            Ok(seg) => seg,
-            Err(e) => {
-                retract(announced);
-                close_announce_fd();
-                return Err(segment_error(&e, name));
-            }
-        };
-        // A signal that arrived while the GIL was released (SIGINT during
-        // a large create) has its Python handler run here, not at the
-        // return to the caller: there, a KeyboardInterrupt would drop the
-        // new segment before anyone holds it, and its name would stay in
-        // /dev/shm forever (never registered, never unlinked).
-        if let Err(interrupted) = py.check_signals() {
-            let created = seg.created();
-            drop(seg);
-            if created {
-                // Best effort: the interruption is the error to report.
-                let _ = segment::unlink(name);
-                retract(announced);
-            }
-            close_announce_fd();
-            return Err(interrupted);
-        }
-        close_announce_fd();
+        let announce = announce
+            .as_ref()
+            .map(|(fd, register, unregister, first)| Announce {
+                fd: *fd,
+                register,
+                unregister,
+                first: *first,
+                owned: true,
+            });
+        let (seg, announced) = open_segment(py, name, &opts, announce.as_ref(), true)?;
         Ok(SegmentPy::new(seg, announced))
     }
 
@@ -260,14 +304,7 @@ impl SegmentPy {
     /// It keeps the mapping alive by itself, whatever happens to this handle.
     fn memoryview<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyMemoryView>> {
         let (seg, _) = self.share()?;
-        let exporter = Bound::new(
-            py,
-            MappingPy {
-                len: seg.len() as ffi::Py_ssize_t,
-                seg,
-            },
-        )?;
-        PyMemoryView::from(exporter.as_any())
+        memoryview_of(py, seg)
     }
 
     /// Drop this handle's hold on the mapping. Memory still used by a
@@ -288,6 +325,20 @@ impl SegmentPy {
             self.name, self.size, state
         )
     }
+}
+
+/// A new writable (if the mapping is) 1-D memoryview of format 'B' over the
+/// whole of `seg`, which it keeps mapped for as long as it, or anything
+/// built on it, lives.
+pub(crate) fn memoryview_of(py: Python<'_>, seg: Arc<Segment>) -> PyResult<Bound<'_, PyMemoryView>> {
+    let exporter = Bound::new(
+        py,
+        MappingPy {
+            len: seg.len() as ffi::Py_ssize_t,
+            seg,
+        },
+    )?;
+    PyMemoryView::from(exporter.as_any())
 }
 
 /// The buffer exporter behind `SharedMemory.buf`: one mapping, shared.

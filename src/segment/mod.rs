@@ -349,6 +349,17 @@ impl Segment {
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.as_ptr().add(offset), src.len()) }
     }
 
+    /// A new descriptor of this segment's object, opened by name, if the
+    /// name still refers to the object this segment maps: `ENOENT` if the
+    /// name is gone, `ESTALE` if it names another object now. (The
+    /// descriptor the segment was opened with is closed once it is mapped;
+    /// this gives one to code that needs it, as Python's
+    /// `SharedMemory._fd`.) Unix only.
+    #[cfg(unix)]
+    pub fn reopen(&self) -> io::Result<std::os::fd::OwnedFd> {
+        os::reopen(&self.name, self.writable(), self.identity())
+    }
+
     /// Remove this segment's name from the system (`shm_unlink`). The memory
     /// stays mapped here and in every other process until they unmap it.
     /// On Windows this does nothing, as in CPython: the segment disappears
@@ -412,6 +423,20 @@ pub fn write_to_fd(fd: i32, msg: &[u8]) -> io::Result<()> {
     os::write_all_fd(fd, msg)
 }
 
+/// (device, inode) of the object open on `fd`: equal to a
+/// [`Segment::identity`] when `fd` is a descriptor of that segment.
+#[cfg(unix)]
+pub fn fd_identity(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    os::fd_identity(fd)
+}
+
+/// A close-on-exec duplicate of the open descriptor `fd`, which the caller
+/// keeps open meanwhile (e.g. a resource tracker's pipe).
+#[cfg(unix)]
+pub fn dup_fd(fd: i32) -> io::Result<i32> {
+    os::dup_fd(fd)
+}
+
 /// Close a descriptor handed over by a caller (e.g. a duplicate of a
 /// resource tracker's pipe), ignoring errors as nothing can be done.
 #[cfg(unix)]
@@ -423,13 +448,23 @@ pub fn close_fd(fd: i32) {
 /// from the OS random source, `len` characters in all (CPython: `/psm_` and
 /// 14, giving `/psm_` + 8 hex digits).
 pub fn random_name(prefix: &str, len: usize) -> io::Result<String> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let nbytes = len.saturating_sub(prefix.len()) / 2;
-    let mut bytes = vec![0u8; nbytes];
-    getrandom::fill(&mut bytes).map_err(io::Error::from)?;
+    // CPython's names take 4 random bytes; no allocation for up to 32.
+    let mut small = [0u8; 32];
+    let mut large = Vec::new();
+    let bytes = if nbytes <= small.len() {
+        &mut small[..nbytes]
+    } else {
+        large.resize(nbytes, 0);
+        &mut large[..]
+    };
+    getrandom::fill(bytes).map_err(io::Error::from)?;
     let mut name = String::with_capacity(prefix.len() + 2 * nbytes);
     name.push_str(prefix);
-    for b in bytes {
-        name.push_str(&format!("{b:02x}"));
+    for &b in bytes.iter() {
+        name.push(char::from(HEX[usize::from(b >> 4)]));
+        name.push(char::from(HEX[usize::from(b & 15)]));
     }
     Ok(name)
 }

@@ -248,6 +248,42 @@ fn reserve(_fd: BorrowedFd<'_>, _len: u64) -> io::Result<bool> {
     Ok(false)
 }
 
+/// A new descriptor of the object `name` if, and only if, that name still
+/// refers to the object `identity` (device, inode): what
+/// `SharedMemory._fd` gives on first use. `ENOENT` if the name is gone,
+/// `ESTALE` if it now names another object.
+pub(super) fn reopen(name: &str, writable: bool, identity: (u64, u64)) -> io::Result<OwnedFd> {
+    check_name(name).map_err(|e| match e {
+        SegmentError::Os(e) => e,
+        other => io::Error::new(io::ErrorKind::InvalidInput, other.to_string()),
+    })?;
+    let flags = if writable { libc::O_RDWR } else { libc::O_RDONLY };
+    let fd = shm_open(name, flags, 0)?;
+    if fd_identity(fd.as_fd())? != identity {
+        return Err(Errno::STALE.into());
+    }
+    Ok(fd)
+}
+
+/// (device, inode) of the object open on `fd`.
+pub(super) fn fd_identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    let st = retry_on_intr(|| rustix::fs::fstat(fd))?;
+    #[allow(clippy::unnecessary_cast)] // dev_t/ino_t widths differ by platform
+    Ok((st.st_dev as u64, st.st_ino as u64))
+}
+
+/// A close-on-exec duplicate of the open descriptor `fd`.
+pub(super) fn dup_fd(fd: i32) -> io::Result<i32> {
+    if fd < 0 {
+        return Err(Errno::BADF.into());
+    }
+    // SAFETY: the caller holds `fd` open for the duration of the call (see
+    // `write_all_fd`); duplicating touches no memory.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let dup = rustix::io::fcntl_dupfd_cloexec(fd, 0)?;
+    Ok(std::os::fd::IntoRawFd::into_raw_fd(dup))
+}
+
 /// Close a descriptor the caller hands over (it is not used afterwards).
 pub(super) fn close_fd(fd: i32) {
     if fd < 0 {
