@@ -364,16 +364,122 @@ def test_failed_tracker_registration_removes_what_it_created(monkeypatch, shm_na
         shm.unlink()
 
 
-@pytest.mark.parametrize("bad", ["a:b", "caf\u00e9", "a\nb"])
-def test_names_the_tracker_cannot_carry(bad, shm_name):
+def stdlib_can_track(name: str) -> bool:
+    """Whether the running standard library's tracker writer can send
+    ``name`` (OS name): line format before 3.14 (ASCII, no ':' or newline);
+    3.14+ sends names with a newline (and, with ``_use_simple_format`` off,
+    as in 3.15, every name) as JSON."""
+    if not hasattr(resource_tracker, "_decode_message"):
+        return name.isascii() and ":" not in name and "\n" not in name
+    simple = getattr(resource_tracker._resource_tracker, "_use_simple_format", True) and "\n" not in name
+    return name.isascii() if simple else len(name.encode()) <= 255
+
+
+TRACKER_NAMES = ["a:b", "caf\u00e9", "a\nb", ":x:\ny:"]
+
+
+@pytest.mark.parametrize("odd", TRACKER_NAMES)
+def test_names_the_tracker_cannot_carry_are_refused_before_creating(odd, shm_name):
+    name = shm_name + odd
     before = segments()
-    with pytest.raises(ValueError, match="cannot be tracked"):
-        SharedMemory(shm_name + bad, create=True, size=8)
+    if stdlib_can_track("/" + name):
+        with SharedMemory(name, create=True, size=8) as shm:
+            assert shm._name in ferroshm._native.tracker_registrations()[0]
+            shm.unlink()
+    else:
+        with pytest.raises(ValueError, match="cannot be tracked"):
+            SharedMemory(name, create=True, size=8)
     assert segments() == before
     # Untracked, such names are fine (as far as the OS allows them).
-    with SharedMemory(shm_name + bad, create=True, size=8, track=False) as shm:
+    with SharedMemory(name, create=True, size=8, track=False) as shm:
         shm.unlink()
     assert segments() == before
+
+
+TRACKER_BYTES = r"""
+import json, os, sys
+from multiprocessing import resource_tracker
+import ferroshm
+tracker = resource_tracker._resource_tracker
+tracker._use_simple_format = json.loads(sys.argv[2]) if sys.argv[2] != "default" else getattr(tracker, "_use_simple_format", None)
+r, w = os.pipe()
+tracker._fd, tracker._pid = w, None   # a pipe of our own stands in for the tracker's
+out = []
+for name in json.loads(sys.argv[1]):
+    got = {}
+    for who, send in (("stdlib", lambda n: resource_tracker.register(n, "shared_memory")),
+                      ("ferroshm", lambda n: ferroshm._native.tracker_send("REGISTER", n))):
+        try:
+            send(name)
+        except (ValueError, UnicodeError) as e:
+            got[who] = "refused"
+            continue
+        data = os.read(r, 4096).split(b"\n")
+        got[who] = [line.decode() for line in data if line and b"PROBE" not in line]
+    out.append(got)
+tracker._fd = None
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("simple_format", ["default", "true", "false"])
+def test_tracker_messages_are_the_standard_librarys_byte_for_byte(simple_format):
+    """Both writers, pointed at one pipe: the same bytes for every name the
+    running standard library can send, and refused by both where it cannot
+    (3.14+'s ``_use_simple_format`` switched both ways, as CPython's tests do)."""
+    names = ["/psm_0123abcd", "/plain"] + ["/x" + odd for odd in TRACKER_NAMES]
+    import json
+
+    proc = run_python(TRACKER_BYTES.replace("sys.argv[1]", repr(json.dumps(names))).replace("sys.argv[2]", repr(simple_format)))
+    results = json.loads(proc.stdout)
+    for name, got in zip(names, results):
+        if stdlib_can_track_in(name, simple_format):
+            assert got["ferroshm"] == got["stdlib"] != "refused", name
+        else:
+            # What the running tracker cannot parse (before 3.14, a name
+            # with ':', which the stdlib sends anyway: gh-98896).
+            assert got["ferroshm"] == "refused", name
+    if simple_format != "false":
+        assert results[0]["ferroshm"] == ["REGISTER:/psm_0123abcd:shared_memory"]
+
+
+def stdlib_can_track_in(name, simple_format):
+    if simple_format == "default" or not hasattr(resource_tracker, "_decode_message"):
+        return stdlib_can_track(name)
+    simple = simple_format == "true" and "\n" not in name
+    return name.isascii() if simple else len(name.encode()) <= 255
+
+
+ODD_NAMES_LEFT = r"""
+import json, sys
+import ferroshm
+made = []
+for name in json.loads(sys.argv[1]):
+    try:
+        shm = ferroshm.SharedMemory(name, create=True, size=8)
+    except ValueError:
+        continue
+    made.append(shm.name)
+print(json.dumps(made), flush=True)
+# exit without unlinking: the tracker must remove every tracked one
+"""
+
+
+def test_the_tracker_removes_odd_names_it_was_given(shm_name):
+    """Every name ferroshm registered, in whatever format, is one the
+    running tracker parses: a creator that exits without unlinking leaves
+    nothing, and the tracker prints no traceback."""
+    import json
+
+    names = [shm_name + str(i) + odd for i, odd in enumerate(TRACKER_NAMES)]
+    proc = run_python(ODD_NAMES_LEFT.replace("sys.argv[1]", repr(json.dumps(names))))
+    made = json.loads(proc.stdout)
+    assert made == [n for n in names if stdlib_can_track("/" + n)]
+    for name in names:
+        assert not (SHM_DIR / name).exists() if "\n" not in name else name not in segments()
+    assert "Traceback" not in proc.stderr, proc.stderr
+    if made:
+        assert f"{len(made)} leaked shared_memory objects" in proc.stderr
 
 
 SMALL_SHM = """
@@ -445,3 +551,73 @@ def test_reattach_after_recreation_registers_again():
     name = proc.stdout.strip()
     assert "1 leaked shared_memory objects" in proc.stderr
     assert name not in segments()
+
+
+# --- sparse segments: reserve=False, FERROSHM_RESERVE=0 -----------------------
+
+
+def test_reserve_false_makes_a_sparse_segment(shm_name):
+    size = 1 << 30
+    with SharedMemory(shm_name, create=True, size=size, reserve=False) as sparse:
+        assert sparse.size == size
+        assert os.stat(SHM_DIR / shm_name).st_blocks == 0  # no page taken yet
+        sparse.buf[size - 1] = 1  # touching one page takes one page
+        assert os.stat(SHM_DIR / shm_name).st_blocks * 512 <= 64 << 10
+        sparse.unlink()
+    with SharedMemory(shm_name, create=True, size=1 << 20) as reserved:
+        assert os.stat(SHM_DIR / shm_name).st_blocks * 512 >= 1 << 20
+        reserved.unlink()
+
+
+SPARSE_IN_SMALL_SHM = """
+import errno, json, os
+import ferroshm as sm
+out = {}
+def attempt(key, **kwargs):
+    try:
+        s = sm.SharedMemory(create=True, size=64 << 20, **kwargs)
+    except OSError as e:
+        out[key] = errno.errorcode[e.errno]
+        return
+    s.buf[:1 << 20] = b"x" * (1 << 20)   # "allocate the maximum, use some"
+    s.buf[-1] = 1
+    out[key] = ["ok", os.stat("/dev/shm/" + s.name).st_blocks * 512 // 1024]
+    s.close()
+    s.unlink()
+attempt("default")
+attempt("sparse", reserve=False)
+attempt("reserved", reserve=True)
+out["left"] = os.listdir("/dev/shm")
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare(1)")
+@pytest.mark.parametrize("env", ["", "0"])
+def test_sparse_segments_in_a_small_dev_shm(env):
+    """A 64 MiB segment in a 16 MiB /dev/shm: refused with ENOSPC where
+    pages are reserved (the default, or FERROSHM_RESERVE unset), created
+    sparse with reserve=False or FERROSHM_RESERVE=0, where a 1 MiB write and
+    the last page use 2 MiB of the tmpfs."""
+    proc = subprocess.run(
+        ["unshare", "-m", "sh", "-c",
+         'mount --make-rprivate / && mount -t tmpfs -o size=16m tmpfs /dev/shm && exec "$0" -c "$1"',
+         sys.executable, SPARSE_IN_SMALL_SHM],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "FERROSHM_RESERVE": env},
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = __import__("json").loads(proc.stdout)
+    sparse = ["ok", 1024 + os.sysconf("SC_PAGE_SIZE") // 1024]
+    assert out == {
+        "default": sparse if env == "0" else "ENOSPC",
+        "sparse": sparse,
+        "reserved": "ENOSPC",
+        "left": [],
+    }
+
+
+def test_a_bad_ferroshm_reserve_is_an_error_naming_it():
+    proc = run_python("import ferroshm", check=False, env={"FERROSHM_RESERVE": "maybe"})
+    assert proc.returncode != 0
+    assert "FERROSHM_RESERVE='maybe'" in proc.stderr

@@ -22,6 +22,7 @@ _SLT = TypeVar("_SLT", int, float, bool, str, bytes, None)
 
 __all__ = [
     "SharedMemory",
+    "_set_hooks",
     "tracker_send",
     "tracker_send_all",
     "check_trackable",
@@ -49,6 +50,7 @@ SEGMENT_DIR: Optional[str]
 """Where named segments appear as files (Linux: ``/dev/shm``), or None
 where the platform has no such directory."""
 
+@disjoint_base
 class SharedMemory:
     """Creates a new shared memory block or attaches to an existing one.
 
@@ -102,8 +104,6 @@ class SharedMemory:
         not destroy the shared memory block; never raises BufferError."""
     def unlink(self) -> None:
         """Requests that the underlying shared memory block be destroyed."""
-    def __traverse__(self, visit: Any) -> None: ...
-    def __clear__(self) -> None: ...
 
 def _set_hooks(module_dict: dict[str, Any], make_filename: Callable[[], str], reserve_default: bool) -> None:
     """Called by ``ferroshm.shared_memory`` when it is imported."""

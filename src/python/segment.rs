@@ -330,7 +330,10 @@ impl SegmentPy {
 /// A new writable (if the mapping is) 1-D memoryview of format 'B' over the
 /// whole of `seg`, which it keeps mapped for as long as it, or anything
 /// built on it, lives.
-pub(crate) fn memoryview_of(py: Python<'_>, seg: Arc<Segment>) -> PyResult<Bound<'_, PyMemoryView>> {
+pub(crate) fn memoryview_of(
+    py: Python<'_>,
+    seg: Arc<Segment>,
+) -> PyResult<Bound<'_, PyMemoryView>> {
     let exporter = Bound::new(
         py,
         MappingPy {

@@ -79,9 +79,9 @@ fn hooks(py: Python<'_>) -> PyResult<&Hooks> {
     }
     // Importing the module registers them.
     py.import("ferroshm.shared_memory")?;
-    HOOKS.get(py).ok_or_else(|| {
-        PyValueError::new_err("ferroshm.shared_memory did not register its hooks")
-    })
+    HOOKS
+        .get(py)
+        .ok_or_else(|| PyValueError::new_err("ferroshm.shared_memory did not register its hooks"))
 }
 
 /// Called by `ferroshm.shared_memory` when it is imported.
@@ -378,9 +378,8 @@ fn index_size(size: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
     // SAFETY: `size` is a valid object; PyNumber_Index returns a new
     // reference or NULL with an exception set, which `from_owned_ptr_or_err`
     // takes over.
-    let index = unsafe {
-        Bound::from_owned_ptr_or_err(size.py(), ffi::PyNumber_Index(size.as_ptr()))?
-    };
+    let index =
+        unsafe { Bound::from_owned_ptr_or_err(size.py(), ffi::PyNumber_Index(size.as_ptr()))? };
     new_size(&index)
 }
 
@@ -457,7 +456,11 @@ impl SharedMemoryPy {
         let tracked = track && USE_POSIX;
         // Checked before anything exists (the standard library only finds
         // out in ftruncate, after creating the segment, and leaks it).
-        let new_size = if create { Some(index_size(size)?) } else { None };
+        let new_size = if create {
+            Some(index_size(size)?)
+        } else {
+            None
+        };
         let mode: u32 = Self::overridable(slf, pyo3::intern!(py, "_mode"), |st| st.mode)?;
         let reserve = reserve.unwrap_or_else(|| RESERVE_DEFAULT.load(Ordering::Relaxed));
         let opts = OpenOptions {
@@ -476,7 +479,12 @@ impl SharedMemoryPy {
                 }
                 match open_tracked(py, path, &opts, tracked, true) {
                     Ok((seg, announced)) => break (name.unbind(), seg, announced),
-                    Err(e) if e.value(py).is_instance_of::<pyo3::exceptions::PyFileExistsError>() => continue,
+                    Err(e)
+                        if e.value(py)
+                            .is_instance_of::<pyo3::exceptions::PyFileExistsError>() =>
+                    {
+                        continue
+                    }
                     Err(e) => return Err(e),
                 }
             },
@@ -651,7 +659,10 @@ impl SharedMemoryPy {
         let path = name.cast::<PyString>().map_err(|_| {
             PyTypeError::new_err(format!(
                 "shm_unlink() argument 'path' must be str, not {}",
-                name.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                name.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
             ))
         })?;
         let path = path.to_str()?;
@@ -679,7 +690,7 @@ impl SharedMemoryPy {
 
     #[setter(_name)]
     fn set_name(&self, value: Py<PyAny>) {
-        let old = std::mem::replace(&mut self.lock().name, Some(value));
+        let old = self.lock().name.replace(value);
         drop(old);
     }
 
@@ -809,7 +820,11 @@ impl SharedMemoryPy {
         };
         let mmap_module = py.import("mmap")?;
         let mmap_class = mmap_module.getattr("mmap")?;
-        let access = if writable { "ACCESS_WRITE" } else { "ACCESS_READ" };
+        let access = if writable {
+            "ACCESS_WRITE"
+        } else {
+            "ACCESS_READ"
+        };
         let kwargs = PyDict::new(py);
         kwargs.set_item("access", mmap_module.getattr(access)?)?;
         let made = if USE_POSIX {

@@ -47,11 +47,16 @@ const MAX_JSON_NAME: usize = 255;
 struct Stdlib {
     /// `multiprocessing.resource_tracker.__dict__`.
     module_dict: Py<PyDict>,
-    /// The module's `register` and `unregister` as first seen: when they
-    /// are still these, nobody (a test, a user) expects every message to go
-    /// through them, and the pipe may be written to directly.
-    register: Py<PyAny>,
-    unregister: Py<PyAny>,
+    /// `ResourceTracker.register` and `.unregister`: while the module's
+    /// `register`/`unregister` are these methods of its own tracker, nobody
+    /// (a test, a user) expects every message to go through them, and the
+    /// pipe may be written to directly.
+    class_register: Py<PyAny>,
+    class_unregister: Py<PyAny>,
+    /// The module's `register`/`unregister` objects once seen to be its
+    /// own (the usual case: compared by identity, no lookups).
+    own_register: PyOnceLock<Py<PyAny>>,
+    own_unregister: PyOnceLock<Py<PyAny>>,
     /// Whether the running tracker reads JSON lines and splits lines so
     /// that names with ':' work (3.14+; `_decode_message`).
     reads_json: bool,
@@ -67,10 +72,13 @@ fn stdlib(py: Python<'_>) -> PyResult<Option<&Stdlib>> {
                 return Ok(None);
             }
             let module = py.import("multiprocessing.resource_tracker")?;
+            let class = module.getattr("ResourceTracker")?;
             Ok(Some(Stdlib {
                 module_dict: module.dict().unbind(),
-                register: module.getattr("register")?.unbind(),
-                unregister: module.getattr("unregister")?.unbind(),
+                class_register: class.getattr("register")?.unbind(),
+                class_unregister: class.getattr("unregister")?.unbind(),
+                own_register: PyOnceLock::new(),
+                own_unregister: PyOnceLock::new(),
                 reads_json: module.hasattr("_decode_message")?,
             }))
         })
@@ -242,8 +250,7 @@ fn message(cmd: Cmd, name: &str, format: Format) -> PyResult<Vec<u8>> {
 
 /// `base64.urlsafe_b64encode`: the URL-safe alphabet, with padding.
 fn urlsafe_b64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
         let b = [
@@ -278,17 +285,42 @@ fn tracker_object<'py>(py: Python<'py>, stdlib: &Stdlib) -> PyResult<Option<Boun
 /// for as long as the caller holds the GIL without running Python code.
 fn direct_fd(py: Python<'_>, stdlib: &Stdlib, start: bool) -> PyResult<Option<i32>> {
     let dict = stdlib.module_dict.bind(py);
-    let is_own = |key: &Bound<'_, PyString>, own: &Py<PyAny>| -> PyResult<bool> {
-        Ok(dict.get_item(key)?.is_some_and(|f| f.is(own)))
-    };
-    if !is_own(pyo3::intern!(py, "register"), &stdlib.register)?
-        || !is_own(pyo3::intern!(py, "unregister"), &stdlib.unregister)?
-    {
-        return Ok(None);
-    }
     let Some(tracker) = tracker_object(py, stdlib)? else {
         return Ok(None);
     };
+    let is_own = |key: &Bound<'_, PyString>,
+                  seen: &PyOnceLock<Py<PyAny>>,
+                  method: &Py<PyAny>|
+     -> PyResult<bool> {
+        let Some(f) = dict.get_item(key)? else {
+            return Ok(false);
+        };
+        if seen.get(py).is_some_and(|own| f.is(own)) {
+            return Ok(true);
+        }
+        // A bound method of the module's own tracker (`_resource_tracker.
+        // register`), not a replacement: remember it.
+        let own = f
+            .getattr(pyo3::intern!(py, "__func__"))
+            .is_ok_and(|func| func.is(method))
+            && f.getattr(pyo3::intern!(py, "__self__"))
+                .is_ok_and(|owner| owner.is(&tracker));
+        if own {
+            let _ = seen.set(py, f.unbind());
+        }
+        Ok(own)
+    };
+    if !is_own(
+        pyo3::intern!(py, "register"),
+        &stdlib.own_register,
+        &stdlib.class_register,
+    )? || !is_own(
+        pyo3::intern!(py, "unregister"),
+        &stdlib.own_unregister,
+        &stdlib.class_unregister,
+    )? {
+        return Ok(None);
+    }
     let fd_attr = pyo3::intern!(py, "_fd");
     let mut fd = tracker.getattr(fd_attr)?;
     if fd.is_none() && start {
@@ -399,7 +431,9 @@ pub(crate) fn send(
         .module_dict
         .bind(py)
         .get_item(function)?
-        .ok_or_else(|| PyValueError::new_err("multiprocessing.resource_tracker has no such function"))?;
+        .ok_or_else(|| {
+            PyValueError::new_err("multiprocessing.resource_tracker has no such function")
+        })?;
     function.call1((name, RTYPE))?;
     Ok(())
 }
@@ -513,36 +547,4 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tracker_registrations, m)?)?;
     m.add_function(wrap_pyfunction!(tracker_after_fork_in_child, m)?)?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_matches_pythons_urlsafe_encoding() {
-        assert_eq!(urlsafe_b64(b""), "");
-        assert_eq!(urlsafe_b64(b"f"), "Zg==");
-        assert_eq!(urlsafe_b64(b"fo"), "Zm8=");
-        assert_eq!(urlsafe_b64(b"foo"), "Zm9v");
-        assert_eq!(urlsafe_b64(&[0xfb, 0xff, 0xfe]), "-__-");
-        assert_eq!(urlsafe_b64("/a\nb".as_bytes()), "L2EKYg==");
-    }
-
-    #[test]
-    fn messages_are_the_standard_librarys() {
-        assert_eq!(
-            message(Cmd::Register, "/psm_1", Format::SimpleOnly).unwrap(),
-            b"REGISTER:/psm_1:shared_memory\n"
-        );
-        assert_eq!(
-            message(Cmd::Unregister, "/a\nb", Format::Json).unwrap(),
-            b"{\"cmd\":\"UNREGISTER\",\"rtype\":\"shared_memory\",\"base64_name\":\"L2EKYg==\"}\n"
-        );
-        assert!(refusal("/a:b", Format::SimpleOnly).is_some());
-        assert!(refusal("/a:b", Format::Simple).is_none());
-        assert!(refusal("/é", Format::Simple).is_some());
-        assert!(refusal("/é", Format::Json).is_none());
-        assert!(refusal(&format!("/{}", "x".repeat(255)), Format::Json).is_some());
-    }
 }

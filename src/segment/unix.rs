@@ -257,7 +257,11 @@ pub(super) fn reopen(name: &str, writable: bool, identity: (u64, u64)) -> io::Re
         SegmentError::Os(e) => e,
         other => io::Error::new(io::ErrorKind::InvalidInput, other.to_string()),
     })?;
-    let flags = if writable { libc::O_RDWR } else { libc::O_RDONLY };
+    let flags = if writable {
+        libc::O_RDWR
+    } else {
+        libc::O_RDONLY
+    };
     let fd = shm_open(name, flags, 0)?;
     if fd_identity(fd.as_fd())? != identity {
         return Err(Errno::STALE.into());
