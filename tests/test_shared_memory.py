@@ -587,6 +587,14 @@ def attempt(key, **kwargs):
 attempt("default")
 attempt("sparse", reserve=False)
 attempt("reserved", reserve=True)
+with sm.SharedMemoryManager() as smm:
+    try:
+        s = smm.SharedMemory(64 << 20)
+        s.buf[-1] = 1
+        out["manager"] = "ok"
+        s.close()
+    except OSError as e:
+        out["manager"] = errno.errorcode[e.errno]
 out["left"] = os.listdir("/dev/shm")
 print(json.dumps(out))
 """
@@ -613,6 +621,7 @@ def test_sparse_segments_in_a_small_dev_shm(env):
         "default": sparse if env == "0" else "ENOSPC",
         "sparse": sparse,
         "reserved": "ENOSPC",
+        "manager": "ok" if env == "0" else "ENOSPC",
         "left": [],
     }
 

@@ -84,7 +84,7 @@ class SharedMemory:
         reserve: Optional[bool] = None,
     ) -> None: ...
     @staticmethod
-    def _in_placeholder(name: str, size: int) -> SharedMemory:
+    def _in_placeholder(name: str, size: int, reserve: Optional[bool] = None) -> SharedMemory:
         """A new untracked SharedMemory of ``size`` bytes in the placeholder
         ``name`` (OS name), for SharedMemoryManager clients."""
     def __reduce__(self) -> tuple[type[Self], tuple[str, bool, int]]: ...

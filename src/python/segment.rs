@@ -176,8 +176,13 @@ pub(crate) fn open_segment(
 }
 
 /// Size and map the placeholder `name` (see `Segment::open_placeholder`).
-pub(crate) fn open_placeholder(py: Python<'_>, name: &str, size: usize) -> PyResult<Segment> {
-    py.detach(|| Segment::open_placeholder(name, size))
+pub(crate) fn open_placeholder(
+    py: Python<'_>,
+    name: &str,
+    size: usize,
+    reserve: bool,
+) -> PyResult<Segment> {
+    py.detach(|| Segment::open_placeholder_with(name, size, reserve))
         .map_err(|e| segment_error(&e, name))
 }
 
@@ -234,7 +239,7 @@ impl SegmentPy {
                 Some(s) => s.extract::<usize>()?,
                 None => return Err(PyValueError::new_err("a placeholder needs a 'size'")),
             };
-            let seg = open_placeholder(py, name, size)?;
+            let seg = open_placeholder(py, name, size, reserve)?;
             return Ok(SegmentPy::new(seg, false));
         }
         #[cfg(windows)]

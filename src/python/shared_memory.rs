@@ -534,13 +534,17 @@ impl SharedMemoryPy {
 
     /// A new untracked SharedMemory of ``size`` bytes in the placeholder
     /// ``name`` (OS name): an empty object that a SharedMemoryManager's
-    /// server created and tracks, sized and mapped here. FileExistsError if
-    /// it is not empty any more, FileNotFoundError if it is gone.
+    /// server created and tracks, sized and mapped here (pages reserved
+    /// unless ``reserve`` is false, by default as ``FERROSHM_RESERVE``
+    /// says). FileExistsError if it is not empty any more,
+    /// FileNotFoundError if it is gone.
     #[staticmethod]
+    #[pyo3(signature = (name, size, reserve=None))]
     fn _in_placeholder(
         py: Python<'_>,
         name: Bound<'_, PyString>,
         size: &Bound<'_, PyAny>,
+        reserve: Option<bool>,
     ) -> PyResult<Py<Self>> {
         if check_size(Some(size))? {
             return Err(PyValueError::new_err(
@@ -548,7 +552,8 @@ impl SharedMemoryPy {
             ));
         }
         let size = index_size(Some(size))?;
-        let seg = open_placeholder(py, name.to_str()?, size)?;
+        let reserve = reserve.unwrap_or_else(|| RESERVE_DEFAULT.load(Ordering::Relaxed));
+        let seg = open_placeholder(py, name.to_str()?, size, reserve)?;
         let shm = SharedMemoryPy {
             state: Mutex::new(State::new()),
         };

@@ -268,11 +268,26 @@ impl Segment {
     /// sizes them. POSIX only: on Windows, whose sections are sized when
     /// created, it fails with [`io::ErrorKind::Unsupported`].
     pub fn open_placeholder(name: &str, size: usize) -> Result<Segment, SegmentError> {
+        Segment::open_placeholder_with(name, size, true)
+    }
+
+    /// As [`Segment::open_placeholder`], reserving the pages only with
+    /// `reserve` (without, the segment is sparse: see
+    /// [`OpenOptions::reserve`]).
+    pub fn open_placeholder_with(
+        name: &str,
+        size: usize,
+        reserve: bool,
+    ) -> Result<Segment, SegmentError> {
         check_nul(name)?;
         if size == 0 {
             return Err(SegmentError::Empty);
         }
-        let map = os::open_placeholder(name, &OpenOptions::create(size))?;
+        let opts = OpenOptions {
+            reserve,
+            ..OpenOptions::create(size)
+        };
+        let map = os::open_placeholder(name, &opts)?;
         Ok(Segment {
             name: name.to_owned(),
             map,
