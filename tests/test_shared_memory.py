@@ -630,3 +630,47 @@ def test_a_bad_ferroshm_reserve_is_an_error_naming_it():
     proc = run_python("import ferroshm", check=False, env={"FERROSHM_RESERVE": "maybe"})
     assert proc.returncode != 0
     assert "FERROSHM_RESERVE='maybe'" in proc.stderr
+
+
+RAW_FORK = r"""
+import os, sys, time
+impl = sys.argv[1]
+if impl == "ferroshm":
+    import ferroshm as sm
+else:
+    from multiprocessing import shared_memory as sm
+from multiprocessing import resource_tracker
+resource_tracker.ensure_running()
+shm = sm.SharedMemory(create=True, size=64)
+pid = os.fork()
+if pid == 0:
+    other = sm.SharedMemory(shm.name)   # attach, tracked, in a raw fork child
+    other.close()
+    os._exit(0)
+os.waitpid(pid, 0)
+time.sleep(0.5)                          # a tracker of the child's would have run by now
+print(os.path.exists("/dev/shm/" + shm.name), flush=True)
+shm.close()
+try:
+    shm.unlink()
+except FileNotFoundError:   # the stdlib 3.14's child tracker took it
+    resource_tracker.unregister(shm._name, "shared_memory")
+"""
+
+# gh-146313 (3.13.15+, 3.14): a raw os.fork() child drops the inherited
+# tracker pipe, so its tracked attach starts a tracker of its own.
+RAW_FORK_DROPS_TRACKER = hasattr(resource_tracker.ResourceTracker, "_after_fork_in_child")
+
+
+@pytest.mark.parametrize("impl", ["stdlib", "ferroshm"])
+def test_a_raw_fork_child_that_attaches_leaves_the_segment(impl):
+    """With the standard library of 3.14, the child's own tracker unlinks the
+    parent's segment when the child exits; ferroshm keeps it on every
+    version (the child's registrations are its parent's tracker's)."""
+    proc = run_python(RAW_FORK.replace("sys.argv[1]", repr(impl)))
+    survives = proc.stdout.strip() == "True"
+    if impl == "stdlib" and RAW_FORK_DROPS_TRACKER:
+        assert not survives
+    else:
+        assert survives, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
