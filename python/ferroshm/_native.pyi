@@ -139,25 +139,18 @@ class Segment:
         mode: int = 0o600,
         size: Optional[int] = None,
         reserve: bool = True,
-        announce: Optional[Tuple[int, bytes, bytes, bool]] = None,
         placeholder: bool = False,
     ) -> Segment:
         """Open ``name`` (leading '/' included) with ``open(2)`` flags and
-        mode; ``size`` is what a newly created object is truncated to.
-        ``announce`` is ``(fd, register, unregister, first)``; ``fd`` is
-        closed before this returns. If this call creates the object,
-        ``register`` is written to ``fd`` at once, before the object is sized
-        (with ``first``, before it is even created), and ``unregister`` if
-        the call then fails.
+        mode; ``size`` is what a newly created object is truncated to (pages
+        reserved with ``reserve``). Nothing is registered with the resource
+        tracker.
 
         With ``placeholder``, ``name`` is an existing empty object (see
         :func:`create_placeholder`) that this call sizes to ``size`` bytes
         (pages reserved) and maps: FileExistsError if it is not empty any
         more, FileNotFoundError if it is gone; nothing is created, and
         nothing removed on failure. POSIX only."""
-    @property
-    def announced(self) -> bool:
-        """Whether ``open`` wrote its ``announce`` registration."""
     @property
     def name(self) -> str: ...
     @property

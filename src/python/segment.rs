@@ -40,14 +40,12 @@ pub(crate) struct SegmentPy {
     name: String,
     size: usize,
     created: bool,
-    announced: bool,
     identity: (u64, u64),
 }
 
 impl SegmentPy {
-    fn new(seg: Segment, announced: bool) -> Self {
+    fn new(seg: Segment) -> Self {
         SegmentPy {
-            announced,
             name: seg.name().to_owned(),
             size: seg.len(),
             created: seg.created(),
@@ -72,7 +70,7 @@ pub(crate) fn closed_error() -> PyErr {
     PyValueError::new_err("operation on a closed shared memory segment")
 }
 
-/// Closes a descriptor handed to a call when the call ends, however it ends.
+/// Closes a descriptor when dropped: a duplicate made for one call.
 pub(crate) struct FdCloser(pub(crate) i32);
 
 impl Drop for FdCloser {
@@ -192,20 +190,8 @@ impl SegmentPy {
     /// Python passes. `size`, when given, is what a newly created object is
     /// truncated to (and, with `reserve`, given pages for). The descriptor is
     /// closed before this returns; a failure leaves nothing open, and removes
-    /// the object only if this call created it.
-    ///
-    /// `announce`, when given, is `(fd, register, unregister, first)`, and `fd` is
-    /// closed before this returns: if this call
-    /// creates the object, `register` is written to `fd` (the resource
-    /// tracker's pipe) at once, before the object is sized and its pages
-    /// reserved, so that a process killed during a large create leaves
-    /// nothing behind; `unregister` is written if the call then fails.
-    /// `announced` tells whether `register` was written; if the write fails,
-    /// creation goes on and the caller registers the usual way. With
-    /// `first`, for fresh random names only, `register` is written
-    /// before the exclusive create itself, closing the last window (a
-    /// SIGKILL during `shm_open`); on `FileExistsError`, `unregister`
-    /// follows.
+    /// the object only if this call created it. Nothing is registered with
+    /// the resource tracker (that is `SharedMemory`'s business).
     ///
     /// With `placeholder`, `name` is an existing empty object (see
     /// `create_placeholder`) that this call sizes to `size` bytes (pages
@@ -213,8 +199,7 @@ impl SegmentPy {
     /// `FileNotFoundError` if it is gone. Nothing is created, and nothing
     /// removed on failure. POSIX only.
     #[staticmethod]
-    #[pyo3(signature = (name, flags, mode=0o600, size=None, reserve=true, announce=None, placeholder=false))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (name, flags, mode=0o600, size=None, reserve=true, placeholder=false))]
     fn open(
         py: Python<'_>,
         name: &str,
@@ -222,50 +207,23 @@ impl SegmentPy {
         mode: u32,
         size: Option<&Bound<'_, PyAny>>,
         reserve: bool,
-        announce: Option<(i32, Vec<u8>, Vec<u8>, bool)>,
         placeholder: bool,
     ) -> PyResult<Self> {
-        // The announcement's descriptor is this call's to close, whatever
-        // happens: closing it here, not in Python after the return, leaves
-        // no point at which a signal handler could lose the new segment.
-        let _closer = announce.as_ref().map(|(fd, ..)| FdCloser(*fd));
         if placeholder {
-            if announce.is_some() {
-                return Err(PyValueError::new_err(
-                    "'announce' is for creating; a placeholder is not created",
-                ));
-            }
             let size = match size {
                 Some(s) => s.extract::<usize>()?,
                 None => return Err(PyValueError::new_err("a placeholder needs a 'size'")),
             };
-            let seg = open_placeholder(py, name, size, reserve)?;
-            return Ok(SegmentPy::new(seg, false));
+            return Ok(SegmentPy::new(open_placeholder(py, name, size, reserve)?));
         }
-        #[cfg(windows)]
-        if announce.is_some() {
-            return Err(PyValueError::new_err(
-                "'announce' is for the POSIX resource tracker; Windows has none",
-            ));
-        }
-        let size = size.map(new_size).transpose()?;
         let opts = OpenOptions {
             flags,
             mode,
-            size,
+            size: size.map(new_size).transpose()?,
             reserve,
         };
-        let announce = announce
-            .as_ref()
-            .map(|(fd, register, unregister, first)| Announce {
-                fd: *fd,
-                register,
-                unregister,
-                first: *first,
-                owned: true,
-            });
-        let (seg, announced) = open_segment(py, name, &opts, announce.as_ref(), true)?;
-        Ok(SegmentPy::new(seg, announced))
+        let (seg, _) = open_segment(py, name, &opts, None, true)?;
+        Ok(SegmentPy::new(seg))
     }
 
     /// The name the segment was opened with, leading '/' included.
@@ -284,12 +242,6 @@ impl SegmentPy {
     #[getter]
     fn created(&self) -> bool {
         self.created
-    }
-
-    /// Whether `open` wrote its `announce` registration (see `open`).
-    #[getter]
-    fn announced(&self) -> bool {
-        self.announced
     }
 
     /// (device, inode) of the object: equal for handles on the same object,

@@ -825,13 +825,12 @@ impl SharedMemoryPy {
         };
         let mmap_module = py.import("mmap")?;
         let mmap_class = mmap_module.getattr("mmap")?;
-        let access = if writable {
-            "ACCESS_WRITE"
-        } else {
-            "ACCESS_READ"
-        };
+        // The standard library's own call (`mmap.mmap(fd, size)`: shared,
+        // read and write); read-only where the segment is mapped so.
         let kwargs = PyDict::new(py);
-        kwargs.set_item("access", mmap_module.getattr(access)?)?;
+        if !writable {
+            kwargs.set_item("access", mmap_module.getattr("ACCESS_READ")?)?;
+        }
         let made = if USE_POSIX {
             let fd = self._fd();
             if fd < 0 {
