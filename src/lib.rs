@@ -44,6 +44,7 @@
 //! # }
 //! ```
 
+pub mod array;
 pub mod list;
 pub mod segment;
 
