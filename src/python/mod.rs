@@ -3,6 +3,7 @@
 
 use pyo3::prelude::*;
 
+mod array;
 mod errors;
 mod inspect;
 mod list;
@@ -15,5 +16,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     segment::register(m)?;
     list::register(m)?;
     inspect::register(m)?;
+    array::register(m)?;
     Ok(())
 }
