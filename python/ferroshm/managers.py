@@ -638,3 +638,31 @@ class SharedMemoryManager(_stdlib.SharedMemoryManager):
             )
         segment_name = allocator._callmethod("ShareableList", (items, name))
         return _attach(lambda n: ShareableList(name=n, track=False), segment_name)
+
+    # -- NumPy arrays (ferroshm.array), owned by the manager --------------------
+
+    def _array_segment(self, name: Optional[str]) -> Callable[[int], SharedMemory]:
+        return lambda size: self.SharedMemory(size, name=name)
+
+    def share(self, array: Any, *, name: Optional[str] = None, order: str = "K") -> Any:
+        """A copy of ``array`` in a new shared array (a
+        :class:`ferroshm.SharedArray`, as :func:`ferroshm.share` makes)
+        owned by the manager: its shutdown removes it. ``name`` chooses the
+        segment's name (FileExistsError if that exists)."""
+        from .array import _share
+
+        return _share(array, order, self._array_segment(name), owner=False)
+
+    def empty(self, shape: Any, dtype: Any = float, *, name: Optional[str] = None, order: str = "C") -> Any:
+        """A new shared array of ``shape`` and ``dtype`` (zero-filled, as
+        :func:`ferroshm.empty` makes) owned by the manager: its shutdown
+        removes it."""
+        from .array import _create
+
+        return _create(shape, dtype, order, self._array_segment(name), owner=False)
+
+    def zeros(self, shape: Any, dtype: Any = float, *, name: Optional[str] = None, order: str = "C") -> Any:
+        """A new shared array of zeros owned by the manager: as :meth:`empty`."""
+        from .array import _create
+
+        return _create(shape, dtype, order, self._array_segment(name), owner=False)
