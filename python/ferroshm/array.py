@@ -57,10 +57,18 @@ class _Handle:
     def __init__(self, shm: SharedMemory, start: int, owner: bool) -> None:
         self.shm = shm
         self.name: str = shm.name
-        self.identity: Tuple[int, int] = shm._segment.identity
+        self.identity: Tuple[int, int] = _segment(shm).identity
         self.start = start
         self.owner = owner
         self.unlinked = False
+
+
+def _segment(shm: SharedMemory) -> _native.Segment:
+    """The native handle of an open SharedMemory."""
+    segment: Optional[_native.Segment] = shm._segment
+    if segment is None:
+        raise ValueError("operation on a closed shared memory segment")
+    return segment
 
 
 def _address(array: np.ndarray) -> int:
@@ -201,10 +209,10 @@ class SharedArray(np.ndarray):
         """A copy in private memory: a plain ndarray."""
         return np.ndarray.copy(_plain(self), order)
 
-    def __copy__(self) -> np.ndarray:
+    def __copy__(self) -> np.ndarray:  # type: ignore[override]
         return np.ndarray.copy(_plain(self), "K")
 
-    def __deepcopy__(self, memo: Any) -> np.ndarray:
+    def __deepcopy__(self, memo: Any) -> np.ndarray:  # type: ignore[override]
         return np.ndarray.copy(_plain(self), "K")
 
     def astype(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
@@ -334,7 +342,7 @@ def _create(
     header = _native.ArrayHeader(descr, dims, _fortran(order), aligned)
     shm = allocate(header.segment_len)
     try:
-        header.write(shm._segment)
+        header.write(_segment(shm))
         return _wrap(shm, header, dtype, owner)
     except BaseException:
         shm.close()
@@ -350,7 +358,7 @@ def _open(name: str, readonly: bool) -> Tuple[SharedMemory, _native.ArrayHeader]
     """Attach to ``name`` untracked and read its header."""
     shm = (_ReadOnlySharedMemory if readonly else SharedMemory)(name, track=False)
     try:
-        return shm, _native.ArrayHeader.read(shm._segment)
+        return shm, _native.ArrayHeader.read(_segment(shm))
     except BaseException:
         shm.close()
         raise
@@ -442,7 +450,7 @@ def _rebuild(
     the array's data."""
     shm, header = _open(name, readonly)
     try:
-        if shm._segment.identity != identity:
+        if _segment(shm).identity != identity:
             raise FileNotFoundError(
                 errno.ENOENT,
                 "the shared array was unlinked: its name now belongs to another segment",
