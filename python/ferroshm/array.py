@@ -49,18 +49,28 @@ class _ReadOnlySharedMemory(SharedMemory):
 
 class _Handle:
     """The segment behind a shared array and every view of it: the
-    :class:`SharedMemory` handle, the address range of its mapping, and
-    whether this process created the name (and so owns it)."""
+    :class:`SharedMemory` handle, the mapping (its memoryview, which keeps
+    it mapped), and whether this process created the name (and so owns
+    it)."""
 
-    __slots__ = ("shm", "name", "identity", "start", "owner", "unlinked")
+    __slots__ = ("shm", "name", "identity", "buf", "_start", "owner", "unlinked")
 
-    def __init__(self, shm: SharedMemory, start: int, owner: bool) -> None:
+    def __init__(self, shm: SharedMemory, owner: bool) -> None:
         self.shm = shm
         self.name: str = shm.name
         self.identity: Tuple[int, int] = _segment(shm).identity
-        self.start = start
+        self.buf = shm.buf
+        self._start: Optional[int] = None
         self.owner = owner
         self.unlinked = False
+
+    @property
+    def start(self) -> int:
+        """The address of the mapping's first byte (found when first
+        needed: to pickle a view, as its offset in the segment)."""
+        if self._start is None:
+            self._start = _address(np.frombuffer(self.buf, np.uint8, count=1))
+        return self._start
 
 
 def _segment(shm: SharedMemory) -> _native.Segment:
@@ -185,7 +195,9 @@ class SharedArray(np.ndarray):
                 _address(self) - handle.start,
                 self.shape,
                 self.strides,
-                self.dtype,
+                # A plain dtype as its string (smaller, and quicker to
+                # unpickle); a structured one as itself.
+                self.dtype.str if self.dtype.names is None else self.dtype,
                 not self.flags.writeable,
             ),
         )
@@ -319,7 +331,7 @@ def _wrap(shm: SharedMemory, header: _native.ArrayHeader, dtype: np.dtype, owner
         offset=header.data_offset,
         order="F" if header.fortran else "C",
     )
-    array._handle = _Handle(shm, _address(array) - header.data_offset, owner)
+    array._handle = _Handle(shm, owner)
     return array
 
 
@@ -441,14 +453,18 @@ def _rebuild(
     offset: int,
     shape: Tuple[int, ...],
     strides: Tuple[int, ...],
-    dtype: np.dtype,
+    dtype: Union[str, np.dtype],
     readonly: bool,
 ) -> SharedArray:
     """Unpickle a shared array or view: attach to ``name`` and view the
     same bytes. FileNotFoundError if the segment was unlinked (also when a
     new one has taken its name); ValueError if the view does not lie inside
-    the array's data."""
-    shm, header = _open(name, readonly)
+    the segment.
+
+    The header is not read: the pickle says where the view is, and NumPy
+    checks that it lies inside the mapping. (Reading it would touch the
+    segment's first page, a page fault, for nothing.)"""
+    shm = (_ReadOnlySharedMemory if readonly else SharedMemory)(name, track=False)
     try:
         if _segment(shm).identity != identity:
             raise FileNotFoundError(
@@ -456,10 +472,8 @@ def _rebuild(
                 "the shared array was unlinked: its name now belongs to another segment",
                 name,
             )
-        start = header.data_offset
-        data = shm.buf[start : start + header.nbytes]
-        array = np.ndarray.__new__(SharedArray, shape, dtype, buffer=data, offset=offset - start, strides=strides)
-        array._handle = _Handle(shm, _address(array) - offset, owner=False)
+        array = np.ndarray.__new__(SharedArray, shape, dtype, buffer=shm.buf, offset=offset, strides=strides)
+        array._handle = _Handle(shm, owner=False)
         return array
     except BaseException:
         shm.close()
