@@ -20,6 +20,7 @@ use more rounds rather than fewer).
 from __future__ import annotations
 
 import multiprocessing as mp
+import resource
 import statistics
 import sys
 import time
@@ -56,6 +57,13 @@ def check(data: np.ndarray, sums: np.ndarray) -> float:
     if not np.isclose(sums.sum(), want.sum()):
         raise AssertionError("partial sums do not add up")
     return float(sums.sum())
+
+
+def cpu_seconds() -> float:
+    """User and system time of this process and of its children that have
+    been waited for (the workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def run(target, args_of, workers: int) -> None:
@@ -132,20 +140,31 @@ def main() -> None:
         # later ones reuse the heap), which would penalize whoever is first.
         pipeline(n, workers)
     times = {name: [] for name in pipelines}
+    cpu = {name: [] for name in pipelines}
     totals = set()
     for r in range(rounds):
         order = list(pipelines) if r % 2 == 0 else list(reversed(pipelines))
         for name in order:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), cpu_seconds()
             totals.add(pipelines[name](n, workers))
             times[name].append(time.perf_counter() - start)
+            cpu[name].append(cpu_seconds() - start_cpu)
+    print(f"  {'':30s} {'wall, best':>11} {'median':>9}   {'CPU, best':>10} {'median':>9}")
     for name, seconds in times.items():
-        print(f"  {name:30s} best {min(seconds) * 1000:7.1f} ms   (median {statistics.median(seconds) * 1000:.1f} ms)")
+        print(
+            f"  {name:30s} {min(seconds) * 1000:8.1f} ms {statistics.median(seconds) * 1000:6.1f} ms   "
+            f"{min(cpu[name]) * 1000:7.1f} ms {statistics.median(cpu[name]) * 1000:6.1f} ms"
+        )
     if len(totals) != 1:
         raise AssertionError(f"the pipelines' checksums differ: {totals}")
     print(f"\nchecksum {totals.pop():.6e}, the same for both; all elements correct in every round")
-    ratio = min(times["ferroshm"]) / min(times["multiprocessing.shared_memory"])
-    print(f"ferroshm / stdlib, best round: {ratio:.2f}")
+    stdlib = "multiprocessing.shared_memory"
+    ratio = min(times["ferroshm"]) / min(times[stdlib])
+    cpu_ratio = min(cpu["ferroshm"]) / min(cpu[stdlib])
+    print(f"ferroshm / stdlib, best round: {ratio:.2f} in wall time, {cpu_ratio:.2f} in CPU time")
+    print("(CPU time: the parent's and the workers', user and system; it varies less than wall time")
+    print("on a busy machine. The work is NumPy's and page faults; ferroshm reserves the pages at")
+    print("creation, so a full /dev/shm is an OSError there instead of a SIGBUS at first write.)")
 
 
 if __name__ == "__main__":
