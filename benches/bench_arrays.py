@@ -24,6 +24,8 @@ the array into shared memory (``ferroshm.share`` + submit + unlink).
 
     python benches/bench_arrays.py [--sizes MiB,...] [--rounds N] [--json FILE]
 
+(``--sizes ""`` runs the crossover alone.)
+
 Run it in a private /dev/shm (the 1 GiB case holds 2 GiB there, and about
 4 GiB of private memory while the array is pickled).
 """
@@ -145,7 +147,8 @@ def crossover(pool: ProcessPoolExecutor, rounds: int) -> List[dict]:
     """Hand-over of small arrays: pickle against ferroshm, the array already
     shared, and one-off (share + submit + unlink)."""
     rows = []
-    for nbytes in [64 << (2 * k) for k in range(9)]:  # 64 B to 4 MiB
+    # 64 B to 64 KiB by fours, then to 4 MiB by doubling.
+    for nbytes in [64 << (2 * k) for k in range(6)] + [128 << (10 + k) for k in range(6)]:
         data = np.arange(nbytes // 8, dtype=np.float64)
         shared = ferroshm.share(data)
 
@@ -159,10 +162,11 @@ def crossover(pool: ProcessPoolExecutor, rounds: int) -> List[dict]:
             "ferroshm_one_off": one_off,
         }
         best = {way: float("inf") for way in ways}
+        order = list(ways)
         try:
-            for _ in range(rounds * 3):
-                for way, call in ways.items():
-                    best[way] = min(best[way], timed(call)[0])
+            for r in range(rounds * 3):
+                for way in order[r % 3 :] + order[: r % 3]:
+                    best[way] = min(best[way], timed(ways[way])[0])
         finally:
             shared.unlink()
         rows.append({"size": nbytes, **best})
