@@ -215,7 +215,7 @@ def print_tables(rows: List[dict], cross: List[dict]) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1,100,1024", help="array sizes in MiB, comma-separated (default 1,100,1024)")
-    parser.add_argument("--rounds", type=int, default=0, help="rounds per size (default: 7 below 100 MiB, 5 below 1 GiB, 3)")
+    parser.add_argument("--rounds", type=int, default=0, help="rounds per size (default: 25 below 100 MiB, 5 below 1 GiB, 3)")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
     sizes = [int(float(s) * MiB) for s in args.sizes.split(",") if s]
@@ -235,9 +235,9 @@ def main(argv=None) -> None:
         with ferroshm.zeros(1) as z:
             pool.submit(run_task, "last", z).result()  # imports in the worker
         for nbytes in sizes:
-            rounds = args.rounds or (7 if nbytes < 100 * MiB else 5 if nbytes < 1024 * MiB else 3)
+            rounds = args.rounds or (25 if nbytes < 100 * MiB else 5 if nbytes < 1024 * MiB else 3)
             rows += bench_size(pool, nbytes, rounds)
-        cross = crossover(pool, 3)
+        cross = crossover(pool, 5)
     print_tables(rows, cross)
     if args.json:
         with open(args.json, "w") as f:
