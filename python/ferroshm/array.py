@@ -105,8 +105,10 @@ class SharedArray(np.ndarray):
       uses it); ``with``: on exit, the creator unlinks and closes, any other
       process only closes.
     * Pickling by name: an array, or a slice or view of it, pickles as
-      (name, offset, shape, strides, dtype, read-only flag), and unpickles by
-      attaching to the same memory.
+      (name, the segment's inode, offset, shape, strides, dtype, read-only
+      flag), and unpickles by attaching to the same memory (untracked);
+      FileNotFoundError if the segment was unlinked meanwhile, even if
+      another has taken its name.
 
     Slices and views (``a[2:]``, ``a.T``, ``a.reshape(...)`` when it makes a
     view, ``a.view(dtype)``) are SharedArrays of the same segment. Results
