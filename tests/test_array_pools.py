@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import pickle
-import warnings
 from concurrent.futures import ProcessPoolExecutor
 
 import distributed
@@ -114,13 +113,8 @@ def test_joblib_loky(tmp_path):
 def test_dask_local_cluster_with_worker_processes():
     a = ferroshm.zeros(1000)
     try:
-        with warnings.catch_warnings():
-            # Dask's own start-up chatter is not what this test is about.
-            warnings.simplefilter("ignore")
-            cluster = distributed.LocalCluster(
-                n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
-            )
-            client = distributed.Client(cluster)
+        cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = distributed.Client(cluster)
         try:
             # pure=False: the task writes into its argument, so Dask must not
             # take two calls for the same one (and need not hash the array).
