@@ -1,22 +1,26 @@
 """Shared arrays handed to worker processes, by name: ProcessPoolExecutor,
 multiprocessing.Pool and Queue (fork, spawn and forkserver), joblib's loky
-backend and a Dask local cluster of worker processes. Each worker writes
-into the same memory; each pickle is small whatever the array's size."""
+backend and a Dask local cluster of worker processes (these two from a
+process of their own). Each worker writes into the same memory; each pickle
+is small whatever the array's size."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import pickle
+import subprocess
+import sys
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
-import distributed
-import joblib
 import numpy as np
 import pytest
 
 import ferroshm
 from ferroshm.array import SharedArray
 
+POOL_CLIENT = Path(__file__).parent / "array_helpers" / "pool_client.py"
 START_METHODS = ["fork", "spawn", "forkserver"]
 
 
@@ -87,46 +91,32 @@ def test_queue_carries_views(start_method):
         queue.put(None)
         assert done.get(timeout=60) == "ok"
         child.join(60)
+        for q in (queue, done):  # no feeder thread left running
+            q.close()
+            q.join_thread()
         assert child.exitcode == 0
         assert a.tolist() == [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]
     finally:
         a.unlink()
 
 
-def test_joblib_loky(tmp_path):
-    # Larger than joblib's max_nbytes (1 MB), beyond which it would memmap a
-    # plain array into a file of its temporary folder (and the worker would
-    # get an np.memmap, which fill() refuses): a shared array goes by name.
-    # The folder is a private one: joblib's default is a directory in
-    # /dev/shm, which it removes only at exit.
+@pytest.mark.parametrize("library", ["joblib", "dask"])
+def test_joblib_loky_and_dask_local_cluster(library, tmp_path):
+    # From a process of its own: both leave threads behind (see the helper).
     a = ferroshm.zeros(400_000)
     try:
-        with joblib.Parallel(n_jobs=2, backend="loky", max_nbytes="1M", temp_folder=str(tmp_path)) as parallel:
-            results = parallel(joblib.delayed(fill)(a[i::4], i + 1) for i in range(4))
-        assert [r[:2] for r in results] == [(a.name, (100_000,))] * 4
+        out = subprocess.run(
+            [sys.executable, str(POOL_CLIENT), library, a.name, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, f"--- stdout\n{out.stdout}\n--- stderr\n{out.stderr}"
+        got = json.loads(out.stdout.strip().splitlines()[-1])
+        assert [r[:2] for r in got["reports"]] == [[a.name, [100_000]]] * 4
+        assert got["pid"] not in {r[2] for r in got["reports"]}  # worker processes did the writing
         assert a[:8].tolist() == [1, 2, 3, 4, 1, 2, 3, 4]
         assert a.sum() == 1_000_000
-    finally:
-        a.unlink()
-
-
-def test_dask_local_cluster_with_worker_processes():
-    a = ferroshm.zeros(1000)
-    try:
-        cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None)
-        client = distributed.Client(cluster)
-        try:
-            # pure=False: the task writes into its argument, so Dask must not
-            # take two calls for the same one (and need not hash the array).
-            futures = [client.submit(fill, a[i * 250 : (i + 1) * 250], i + 1.0, pure=False) for i in range(4)]
-            results = client.gather(futures)
-            pid = client.run(lambda: __import__("os").getpid())
-            assert all(p != mp.current_process().pid for p in pid.values())
-        finally:
-            client.close()
-            cluster.close()
-        assert [r[:2] for r in results] == [(a.name, (250,))] * 4
-        assert a[::250].tolist() == [1, 2, 3, 4] and a.sum() == 2500
     finally:
         a.unlink()
 
