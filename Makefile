@@ -17,6 +17,7 @@ $(VENV)/.deps: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "maturin>=1.9.4,<2" "pytest>=7" pytest-timeout numpy hypothesis mypy
+	$(PY) -m pip install -q joblib "dask[distributed]"
 	touch $@
 
 build: $(VENV)/.deps  ## build the extension in release mode into .venv
@@ -51,6 +52,8 @@ fuzz: build  ## long robustness runs: stateful, list fuzzing, faults, stress; th
 	FERROSHM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FERROSHM_ROBUSTNESS_REPORT=$(abspath $(FUZZ_REPORT)) \
 		$(PY) -m pytest tests/test_stateful.py tests/test_fuzz_list.py tests/test_faults.py \
 		tests/test_stress.py tests/test_security.py
+	FERROSHM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FERROSHM_ROBUSTNESS_REPORT=$(abspath $(FUZZ_REPORT)) \
+		$(PY) -m pytest tests/test_array_headers.py -k fuzz
 	out=$$(cd fuzz && cargo run --release --quiet --bin list_reader -- $(FUZZ_ITERATIONS)) && \
 		echo "$$out" && echo "$$out" >> $(abspath $(FUZZ_REPORT))
 
@@ -75,6 +78,7 @@ test-matrix: test-wheels  ## CI's name for test-wheels: every CPython 3.9-3.13 f
 
 bench: build  ## side-by-side benchmark against the standard library
 	$(PY) benches/bench.py
+	$(PY) benches/bench_arrays.py
 
 lint:  ## rustfmt check, then clippy of the core and of the bindings
 	cargo fmt --check

@@ -15,6 +15,9 @@
 //!   like Python's private `SharedMemory._name`).
 //! * [`list::ListView`] and [`list::RawMem`] read and write the list layout
 //!   over any block of memory.
+//! * [`array::SharedArray`] opens or creates the NumPy arrays that Python's
+//!   `ferroshm.share`/`attach` make (a header with dtype, shape and order at
+//!   the start of the segment) and reads and writes their elements.
 //!
 //! # Example
 //!
@@ -44,6 +47,7 @@
 //! # }
 //! ```
 
+pub mod array;
 pub mod list;
 pub mod segment;
 

@@ -17,6 +17,7 @@ here (``mock.patch("ferroshm._make_filename", ...)``, pytest's
 
 import sys
 import types
+from typing import TYPE_CHECKING
 
 from . import shared_memory as _shared_memory
 from ._native import __version__
@@ -30,8 +31,26 @@ __all__ = ["ShareableList", "SharedMemory", "SharedMemoryManager", "SharedMemory
 _SHARED_MEMORY_HOOKS = ("_make_filename", "_SHM_NAME_PREFIX", "_SHM_SAFE_NAME_LENGTH", "_USE_POSIX", "_O_CREX", "_encoding")
 
 
+# NumPy arrays in shared memory (ferroshm.array: share, empty, zeros,
+# attach). Loaded on first use, so that importing ferroshm does not import
+# NumPy, which stays optional; not in __all__ for the same reason.
+_ARRAY_NAMES = ("SharedArray", "attach", "empty", "share", "zeros")
+
+if TYPE_CHECKING:
+    from .array import SharedArray, attach, empty, share, zeros
+
+
+def __getattr__(name):
+    if name in _ARRAY_NAMES:
+        from . import array
+
+        value = globals()[name] = getattr(array, name)
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def __dir__():
-    return sorted(set(globals()) | set(_SHARED_MEMORY_HOOKS))
+    return sorted(set(globals()) | set(_SHARED_MEMORY_HOOKS) | set(_ARRAY_NAMES))
 
 
 def _forwarded(name):

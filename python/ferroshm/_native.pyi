@@ -39,6 +39,7 @@ __all__ = [
     "ShareableList",
     "ListIter",
     "read_list",
+    "ArrayHeader",
     "SEGMENT_DIR",
     "__version__",
 ]
@@ -307,3 +308,64 @@ class ListIter(Generic[_SLT]):
     def __next__(self) -> _SLT: ...
     def __length_hint__(self) -> int:
         """Items not yet returned."""
+
+# The descriptions of NumPy dtypes, as ``dtype.descr`` gives them: a type
+# string, or a list of (name, descr) / (name, descr, shape) fields, with
+# (title, name) for a titled field.
+_Descr = Any
+
+@final
+class ArrayHeader:
+    """The header of a shared NumPy array (``ferroshm.array``): dtype
+    description, shape, memory order and where the data is. Made from a
+    description to create an array, or read from a segment (and checked) to
+    attach to one; the layout is documented in the README."""
+
+    def __new__(cls, descr: str, shape: Iterable[int], fortran: bool = False, aligned_struct: bool = False) -> Self:
+        """The header of a new array: ``descr`` is the text of the dtype's
+        description (``repr(dtype.descr)`` for a structured dtype,
+        ``repr(dtype.str)`` otherwise). ValueError, before anything exists,
+        for a description that cannot be shared (object dtypes) or read back,
+        negative dimensions, more than 64 of them, or an array too big for
+        memory."""
+    @staticmethod
+    def read(segment: Segment) -> ArrayHeader:
+        """Read and check the header at the start of the open ``segment``
+        (``SharedMemory._segment``); ValueError when it holds no array or a
+        corrupt, unsupported or out-of-bounds header."""
+    @staticmethod
+    def decode(data: bytes, segment_len: Optional[int] = None) -> ArrayHeader:
+        """Check a header from ``data``, the first bytes of a segment of
+        ``segment_len`` bytes (default ``len(data)``), as ``read`` does."""
+    def write(self, segment: Segment) -> None:
+        """Write the header at the start of ``segment``, the magic bytes
+        last; ValueError if the segment is too small or read-only."""
+    def encode(self) -> bytes:
+        """The header's bytes, as ``write`` stores them."""
+    @property
+    def descr(self) -> _Descr:
+        """The description as ``dtype.descr`` objects: a type string, or a
+        list of field tuples."""
+    @property
+    def descr_text(self) -> str:
+        """The description's text, as stored."""
+    @property
+    def shape(self) -> Tuple[int, ...]: ...
+    @property
+    def fortran(self) -> bool:
+        """Whether the data is in Fortran (column-major) order."""
+    @property
+    def aligned_struct(self) -> bool:
+        """Whether the structured dtype was made with ``align=True``."""
+    @property
+    def itemsize(self) -> int: ...
+    @property
+    def nbytes(self) -> int: ...
+    @property
+    def data_offset(self) -> int:
+        """Where the data starts in the segment (a multiple of 64)."""
+    @property
+    def header_len(self) -> int: ...
+    @property
+    def segment_len(self) -> int:
+        """The segment size the array needs: data offset plus data."""

@@ -48,10 +48,13 @@ from multiprocessing import process, util
 from multiprocessing.managers import BaseProxy, RemoteError, State, Token
 from multiprocessing.managers import convert_to_error  # type: ignore[attr-defined]
 from multiprocessing.reduction import ForkingPickler
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional
 
 from . import _native, _tracker
 from .shared_memory import _SHM_NAME_PREFIX, _USE_POSIX, ShareableList, SharedMemory, _in_placeholder
+
+if TYPE_CHECKING:  # ferroshm.array imports NumPy: only when arrays are made
+    from .array import SharedArray
 
 __all__ = ["SharedMemoryManager", "SharedMemoryServer"]
 
@@ -638,3 +641,31 @@ class SharedMemoryManager(_stdlib.SharedMemoryManager):
             )
         segment_name = allocator._callmethod("ShareableList", (items, name))
         return _attach(lambda n: ShareableList(name=n, track=False), segment_name)
+
+    # -- NumPy arrays (ferroshm.array), owned by the manager --------------------
+
+    def _array_segment(self, name: Optional[str]) -> Callable[[int], Any]:
+        return lambda size: self.SharedMemory(size, name=name)
+
+    def share(self, array: Any, *, name: Optional[str] = None, order: str = "K") -> SharedArray:
+        """A copy of ``array`` in a new shared array (a
+        :class:`ferroshm.SharedArray`, as :func:`ferroshm.share` makes)
+        owned by the manager: its shutdown removes it. ``name`` chooses the
+        segment's name (FileExistsError if that exists)."""
+        from .array import _share
+
+        return _share(array, order, self._array_segment(name), owner=False)
+
+    def empty(self, shape: Any, dtype: Any = float, *, name: Optional[str] = None, order: str = "C") -> SharedArray:
+        """A new shared array of ``shape`` and ``dtype`` (zero-filled, as
+        :func:`ferroshm.empty` makes) owned by the manager: its shutdown
+        removes it."""
+        from .array import _create
+
+        return _create(shape, dtype, order, self._array_segment(name), owner=False)
+
+    def zeros(self, shape: Any, dtype: Any = float, *, name: Optional[str] = None, order: str = "C") -> SharedArray:
+        """A new shared array of zeros owned by the manager: as :meth:`empty`."""
+        from .array import _create
+
+        return _create(shape, dtype, order, self._array_segment(name), owner=False)

@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use std::io;
 
+use crate::array::ArrayError;
 use crate::list::{ListError, SharedListError};
 use crate::segment::SegmentError;
 
@@ -88,5 +89,15 @@ pub(crate) fn shared_list_error(py: Python<'_>, err: SharedListError) -> PyErr {
     match err {
         SharedListError::Segment { name, source } => segment_error(&source, &name),
         SharedListError::List(e) => list_error(py, e, false),
+    }
+}
+
+/// A shared-array error: the segment's as [`segment_error`], every other
+/// (a missing, corrupt or unsupported header, a dtype that cannot be
+/// shared, an impossible shape) as `ValueError`.
+pub(crate) fn array_error(err: &ArrayError) -> PyErr {
+    match err {
+        ArrayError::Segment { name, source } => segment_error(source, name),
+        other => PyValueError::new_err(other.to_string()),
     }
 }

@@ -3,6 +3,7 @@
 
 use pyo3::prelude::*;
 
+mod array;
 mod errors;
 mod inspect;
 mod list;
@@ -19,5 +20,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     shared_memory::register(m)?;
     list::register(m)?;
     inspect::register(m)?;
+    array::register(m)?;
     Ok(())
 }
