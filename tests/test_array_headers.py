@@ -114,7 +114,7 @@ def test_the_header_is_as_documented():
         assert FIXED.unpack_from(head) == (b"\x93FSHMARR", 1, 0, 61, 64, 8000, 8, 1, 0, 5)
         assert head[48:61] == struct.pack("<Q", 1000) + b"'<f8'"
         assert head[61:] == bytes(3)  # zero up to the data
-        h = _native.ArrayHeader.read(a.shm._segment)
+        h = _native.ArrayHeader.read(a.shm)
         assert (h.descr, h.shape, h.fortran, h.data_offset, h.nbytes, h.itemsize) == ("<f8", (1000,), False, 64, 8000, 8)
         assert h.encode() == head[:61]
     finally:

@@ -74,6 +74,9 @@ class SharedMemory:
     _buf: Any
     _fd: int
     _mmap: Any
+    @property
+    def _identity(self) -> Tuple[int, int]:
+        """(device, inode) of the open segment (ValueError after close)."""
 
     def __init__(
         self,
@@ -329,15 +332,15 @@ class ArrayHeader:
         negative dimensions, more than 64 of them, or an array too big for
         memory."""
     @staticmethod
-    def read(segment: Segment) -> ArrayHeader:
+    def read(segment: SharedMemory) -> ArrayHeader:
         """Read and check the header at the start of the open ``segment``
-        (``SharedMemory._segment``); ValueError when it holds no array or a
+        (a ``SharedMemory``); ValueError when it holds no array or a
         corrupt, unsupported or out-of-bounds header."""
     @staticmethod
     def decode(data: bytes, segment_len: Optional[int] = None) -> ArrayHeader:
         """Check a header from ``data``, the first bytes of a segment of
         ``segment_len`` bytes (default ``len(data)``), as ``read`` does."""
-    def write(self, segment: Segment) -> None:
+    def write(self, segment: SharedMemory) -> None:
         """Write the header at the start of ``segment``, the magic bytes
         last; ValueError if the segment is too small or read-only."""
     def encode(self) -> bytes:

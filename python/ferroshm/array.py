@@ -58,7 +58,7 @@ class _Handle:
     def __init__(self, shm: SharedMemory, owner: bool) -> None:
         self.shm = shm
         self.name: str = shm.name
-        self.identity: Tuple[int, int] = _segment(shm).identity
+        self.identity: Tuple[int, int] = shm._identity
         self.buf = shm.buf
         self._start: Optional[int] = None
         self.owner = owner
@@ -71,14 +71,6 @@ class _Handle:
         if self._start is None:
             self._start = _address(np.frombuffer(self.buf, np.uint8, count=1))
         return self._start
-
-
-def _segment(shm: SharedMemory) -> _native.Segment:
-    """The native handle of an open SharedMemory."""
-    segment: Optional[_native.Segment] = shm._segment
-    if segment is None:
-        raise ValueError("operation on a closed shared memory segment")
-    return segment
 
 
 def _address(array: np.ndarray) -> int:
@@ -356,7 +348,7 @@ def _create(
     header = _native.ArrayHeader(descr, dims, _fortran(order), aligned)
     shm = allocate(header.segment_len)
     try:
-        header.write(_segment(shm))
+        header.write(shm)
         return _wrap(shm, header, dtype, owner)
     except BaseException:
         shm.close()
@@ -372,7 +364,7 @@ def _open(name: str, readonly: bool) -> Tuple[SharedMemory, _native.ArrayHeader]
     """Attach to ``name`` untracked and read its header."""
     shm = (_ReadOnlySharedMemory if readonly else SharedMemory)(name, track=False)
     try:
-        return shm, _native.ArrayHeader.read(_segment(shm))
+        return shm, _native.ArrayHeader.read(shm)
     except BaseException:
         shm.close()
         raise
@@ -468,7 +460,7 @@ def _rebuild(
     segment's first page, a page fault, for nothing.)"""
     shm = (_ReadOnlySharedMemory if readonly else SharedMemory)(name, track=False)
     try:
-        if _segment(shm).identity != identity:
+        if shm._identity != identity:
             raise FileNotFoundError(
                 errno.ENOENT,
                 "the shared array was unlinked: its name now belongs to another segment",

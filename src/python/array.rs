@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use super::errors::array_error;
-use super::segment::SegmentPy;
+use super::shared_memory::SharedMemoryPy;
 use crate::array::{ArrayHeader, Descr, Order};
 
 /// The header of a shared array: dtype description, shape, order and where
@@ -76,12 +76,12 @@ impl ArrayHeaderPy {
         Ok(ArrayHeaderPy { header })
     }
 
-    /// Read and check the header at the start of the open segment
-    /// `segment` (a `Segment`, `SharedMemory._segment`). ValueError when
+    /// Read and check the header at the start of the open SharedMemory
+    /// `segment`. ValueError when
     /// the segment holds no array, or a header that is corrupt, of another
     /// version, or that places the data outside the segment.
     #[staticmethod]
-    fn read(segment: &Bound<'_, SegmentPy>) -> PyResult<Self> {
+    fn read(segment: &Bound<'_, SharedMemoryPy>) -> PyResult<Self> {
         let (segment, _) = segment.get().share()?;
         let header = ArrayHeader::read(&segment).map_err(|e| array_error(&e))?;
         Ok(ArrayHeaderPy { header })
@@ -99,7 +99,7 @@ impl ArrayHeaderPy {
 
     /// Write the header at the start of `segment`, the magic bytes last.
     /// ValueError if the segment is too small or read-only.
-    fn write(&self, segment: &Bound<'_, SegmentPy>) -> PyResult<()> {
+    fn write(&self, segment: &Bound<'_, SharedMemoryPy>) -> PyResult<()> {
         let (segment, _) = segment.get().share()?;
         self.header.write(&segment).map_err(|e| array_error(&e))
     }

@@ -746,6 +746,15 @@ impl SharedMemoryPy {
         self.lock().mode = value;
     }
 
+    /// (device, inode) of the open segment: equal for handles on the same
+    /// object, different for one re-created under the same name.
+    /// ValueError after ``close()``. (ferroshm's own; not in the standard
+    /// library.)
+    #[getter]
+    fn _identity(&self) -> PyResult<(u64, u64)> {
+        Ok(self.share()?.0.identity())
+    }
+
     #[classattr]
     fn _prepend_leading_slash() -> bool {
         USE_POSIX

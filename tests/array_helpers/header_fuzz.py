@@ -56,7 +56,7 @@ def check(data: bytes, size: int) -> bool:
             COUNTS["rejected"] += 1
             return False
         COUNTS["attached"] += 1
-        header = _native.ArrayHeader.read(shm._segment)
+        header = _native.ArrayHeader.read(shm)
         # The start of a's own mapping (attach maps the segment anew).
         start = np.frombuffer(a.shm.buf, np.uint8).__array_interface__["data"][0]
         address = a.__array_interface__["data"][0]
