@@ -94,7 +94,8 @@ pub(crate) fn new_size(size: &Bound<'_, PyAny>) -> PyResult<usize> {
 pub(crate) struct Announce<'a> {
     pub(crate) fd: i32,
     pub(crate) register: &'a [u8],
-    pub(crate) unregister: &'a [u8],
+    /// Makes the UNREGISTER message (only needed if the call fails).
+    pub(crate) unregister: &'a (dyn Fn() -> Vec<u8> + Sync),
     pub(crate) first: bool,
     /// Whether `fd` is the caller's own (a duplicate), valid after Python
     /// code ran; otherwise it is the tracker's, trusted only while this
@@ -145,7 +146,7 @@ pub(crate) fn open_segment(
         if let (true, Some(a)) = (announced, announce) {
             // Best effort: the tracker would only warn about a name that
             // no longer exists.
-            let _ = write_to_fd(a.fd, a.unregister);
+            let _ = write_to_fd(a.fd, &(a.unregister)());
         }
     };
     let seg = match opened {

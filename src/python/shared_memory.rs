@@ -511,13 +511,14 @@ impl SharedMemoryPy {
         // Registration. Whatever stops us from here on removes what this
         // call created: the caller never gets a handle to it, so no one
         // else could.
-        let path = name.bind(py).cast::<PyString>()?.to_str()?.to_owned();
+        let bound = name.bind(py);
+        let path = bound.cast::<PyString>()?.to_str()?;
         let identity = seg.identity();
         let registered = if announced {
-            tracker::announced(&path, identity);
+            tracker::announced(path, identity);
             Ok(())
         } else if tracked {
-            tracker::send(py, Cmd::Register, &path, Some(identity))
+            tracker::send(py, Cmd::Register, path, Some(identity))
         } else {
             Ok(())
         };
@@ -525,7 +526,7 @@ impl SharedMemoryPy {
             let created = seg.created();
             drop(seg);
             if created {
-                let _ = segment::unlink(&path);
+                let _ = segment::unlink(path);
             }
             return Err(e);
         }
@@ -923,27 +924,26 @@ fn open_tracked(
     let detach = no_gil || (creating && opts.size.unwrap_or(0) > DETACH_ABOVE);
     if tracked && creating {
         if let Some(ann) = tracker::announcement(py, path)? {
-            if let Some(fd) = ann.fd {
-                // Released GIL: the tracker's descriptor may be closed and
-                // its number reused meanwhile (tracker relaunched), so the
-                // call writes to a duplicate of its own.
-                let (fd, _closer) = if detach {
-                    match segment_dup(fd) {
-                        Some(dup) => (dup, Some(FdCloser(dup))),
-                        None => return open_segment(py, path, opts, None, detach),
-                    }
-                } else {
-                    (fd, None)
-                };
-                let announce = Announce {
-                    fd,
-                    register: &ann.register,
-                    unregister: &ann.unregister,
-                    first: random && !tracker::has_name(path),
-                    owned: detach,
-                };
-                return open_segment(py, path, opts, Some(&announce), detach);
-            }
+            // Released GIL: the tracker's descriptor may be closed and its
+            // number reused meanwhile (tracker relaunched), so the call
+            // writes to a duplicate of its own.
+            let (fd, _closer) = if detach {
+                match segment_dup(ann.fd) {
+                    Some(dup) => (dup, Some(FdCloser(dup))),
+                    None => return open_segment(py, path, opts, None, detach),
+                }
+            } else {
+                (ann.fd, None)
+            };
+            let unregister = || ann.unregister(path);
+            let announce = Announce {
+                fd,
+                register: &ann.register,
+                unregister: &unregister,
+                first: random && !tracker::has_name(path),
+                owned: detach,
+            };
+            return open_segment(py, path, opts, Some(&announce), detach);
         }
     }
     open_segment(py, path, opts, None, detach)

@@ -19,6 +19,7 @@
 //! dead tracker). A message is at most 512 bytes, so a pipe takes it whole.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
 use pyo3::exceptions::{PyAttributeError, PyException, PyValueError};
@@ -93,14 +94,41 @@ fn stdlib(py: Python<'_>) -> PyResult<Option<&Stdlib>> {
 /// has another inode and is registered again. Inherited across `fork`,
 /// like the tracker itself.
 struct Registry {
-    registered: HashMap<String, Option<(u64, u64)>>,
+    registered: Names,
     /// Registrations made with a tracker this process can no longer reach:
     /// a child of a raw `os.fork()` on Python 3.14+ closes the inherited
     /// pipe (gh-146313). They stay the parent's tracker's business: attaching
     /// to such an object again registers nothing (the child's own tracker
     /// would unlink the parent's segment when the child exits), and
     /// unlinking it sends nothing (the child's tracker never had it).
-    inherited: HashMap<String, Option<(u64, u64)>>,
+    inherited: Names,
+}
+
+/// Names to identities, hashed with [`NameHasher`].
+type Names = HashMap<String, Option<(u64, u64)>, BuildHasherDefault<NameHasher>>;
+
+/// A fast hash for segment names (FxHash's multiply-rotate): the keys are
+/// this process's own names, so the flooding resistance of the standard
+/// hasher, ten times slower here, buys nothing.
+#[derive(Default)]
+struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
@@ -108,8 +136,8 @@ static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
 fn with_registry<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
     let mut guard = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
     let registry = guard.get_or_insert_with(|| Registry {
-        registered: HashMap::new(),
-        inherited: HashMap::new(),
+        registered: Names::default(),
+        inherited: Names::default(),
     });
     f(registry)
 }
@@ -200,37 +228,32 @@ fn format_for(py: Python<'_>, stdlib: &Stdlib, name: &str) -> PyResult<Format> {
 
 /// Why the running tracker cannot carry `name` in `format`, if it cannot.
 fn refusal(name: &str, format: Format) -> Option<&'static str> {
+    let bytes = name.as_bytes();
     match format {
-        Format::SimpleOnly if !name.is_ascii() || name.contains(':') || name.contains('\n') => Some(
-            "this Python's resource tracker carries only ASCII names without ':' or newlines",
-        ),
+        // One pass: ASCII, no ':' and no newline.
+        Format::SimpleOnly if bytes.iter().any(|&b| b >= 0x80 || b == b':' || b == b'\n') => {
+            Some("this Python's resource tracker carries only ASCII names without ':' or newlines")
+        }
         Format::Simple if !name.is_ascii() => Some(
             "this Python's resource tracker carries only ASCII names (non-ASCII names from Python 3.15)",
         ),
-        Format::Json if name.len() > MAX_JSON_NAME => {
+        Format::Json if bytes.len() > MAX_JSON_NAME => {
             Some("the resource tracker carries names of at most 255 UTF-8 bytes")
         }
         _ => None,
     }
 }
 
-/// The message the standard library would write for `cmd` and `name`.
+/// The message the standard library would write for `cmd` and `name`
+/// (which the caller checked with [`refusal`]).
 fn message(cmd: Cmd, name: &str, format: Format) -> PyResult<Vec<u8>> {
-    if let Some(why) = refusal(name, format) {
-        return Err(PyValueError::new_err(format!(
-            "shared memory name {name:?} cannot be tracked: {why}"
-        )));
-    }
-    let cmd = cmd.as_str();
+    let cmd = cmd.as_str().as_bytes();
     let msg = match format {
         Format::Simple | Format::SimpleOnly => {
             let mut msg = Vec::with_capacity(cmd.len() + name.len() + RTYPE.len() + 3);
-            msg.extend_from_slice(cmd.as_bytes());
-            msg.push(b':');
-            msg.extend_from_slice(name.as_bytes());
-            msg.push(b':');
-            msg.extend_from_slice(RTYPE.as_bytes());
-            msg.push(b'\n');
+            for part in [cmd, b":", name.as_bytes(), b":", RTYPE.as_bytes(), b"\n"] {
+                msg.extend_from_slice(part);
+            }
             if msg.len() > MAX_MESSAGE {
                 return Err(PyValueError::new_err("msg too long"));
             }
@@ -239,13 +262,34 @@ fn message(cmd: Cmd, name: &str, format: Format) -> PyResult<Vec<u8>> {
         // json.dumps(payload, ensure_ascii=True, separators=(",", ":")):
         // the values are ASCII without quotes or backslashes, so they are
         // written as they are.
-        Format::Json => format!(
-            "{{\"cmd\":\"{cmd}\",\"rtype\":\"{RTYPE}\",\"base64_name\":\"{}\"}}\n",
-            urlsafe_b64(name.as_bytes())
-        )
-        .into_bytes(),
+        Format::Json => {
+            let b64 = urlsafe_b64(name.as_bytes());
+            let mut msg = Vec::with_capacity(64 + b64.len());
+            for part in [
+                b"{\"cmd\":\"".as_slice(),
+                cmd,
+                b"\",\"rtype\":\"",
+                RTYPE.as_bytes(),
+                b"\",\"base64_name\":\"",
+                b64.as_bytes(),
+                b"\"}\n",
+            ] {
+                msg.extend_from_slice(part);
+            }
+            msg
+        }
     };
     Ok(msg)
+}
+
+/// [`message`], refusing what the running tracker cannot carry.
+fn checked_message(cmd: Cmd, name: &str, format: Format) -> PyResult<Vec<u8>> {
+    if let Some(why) = refusal(name, format) {
+        return Err(PyValueError::new_err(format!(
+            "shared memory name {name:?} cannot be tracked: {why}"
+        )));
+    }
+    message(cmd, name, format)
 }
 
 /// `base64.urlsafe_b64encode`: the URL-safe alphabet, with padding.
@@ -360,25 +404,37 @@ pub(crate) fn check_trackable(py: Python<'_>, name: &str) -> PyResult<()> {
 }
 
 /// What `create` needs to register a new segment the moment it exists:
-/// the messages, and the tracker's pipe (None: register the usual way
-/// afterwards, see [`send`]).
+/// the tracker's pipe and the REGISTER message (the UNREGISTER that takes
+/// it back is made only if it is needed: [`Announcement::unregister`]).
 pub(crate) struct Announcement {
-    pub(crate) fd: Option<i32>,
+    pub(crate) fd: i32,
     pub(crate) register: Vec<u8>,
-    pub(crate) unregister: Vec<u8>,
+    format: Format,
 }
 
-/// The messages that register and unregister `name`, and the tracker's
-/// pipe when it can be written to directly (the tracker started if need be).
+impl Announcement {
+    /// The message that takes the registration of `name` back.
+    pub(crate) fn unregister(&self, name: &str) -> Vec<u8> {
+        // Cannot fail: `name` passed the same checks for the REGISTER.
+        message(Cmd::Unregister, name, self.format).unwrap_or_default()
+    }
+}
+
+/// The tracker's pipe and the message that registers `name`, when the
+/// pipe can be written to directly (the tracker started if need be); None
+/// when it cannot: register the usual way afterwards ([`send`]).
 pub(crate) fn announcement(py: Python<'_>, name: &str) -> PyResult<Option<Announcement>> {
     let Some(stdlib) = stdlib(py)? else {
         return Ok(None);
     };
+    let Some(fd) = direct_fd(py, stdlib, true)? else {
+        return Ok(None);
+    };
     let format = format_for(py, stdlib, name)?;
     Ok(Some(Announcement {
-        fd: direct_fd(py, stdlib, true)?,
-        register: message(Cmd::Register, name, format)?,
-        unregister: message(Cmd::Unregister, name, format)?,
+        fd,
+        register: checked_message(Cmd::Register, name, format)?,
+        format,
     }))
 }
 
@@ -414,7 +470,7 @@ pub(crate) fn send(
         _ => {}
     }
     let format = format_for(py, stdlib, name)?;
-    let msg = message(cmd, name, format)?;
+    let msg = checked_message(cmd, name, format)?;
     if let Some(fd) = direct_fd(py, stdlib, false)? {
         if write_to_fd(fd, &msg).is_ok() {
             remember(cmd, name, identity);
@@ -447,7 +503,7 @@ pub(crate) fn send_all(py: Python<'_>, cmd: Cmd, names: &[String]) -> PyResult<(
     };
     let mut batch = Vec::new();
     for name in names {
-        batch.extend(message(cmd, name, format_for(py, stdlib, name)?)?);
+        batch.extend(checked_message(cmd, name, format_for(py, stdlib, name)?)?);
     }
     if batch.len() <= pipe_buf() {
         if let Some(fd) = direct_fd(py, stdlib, false)? {

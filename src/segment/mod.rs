@@ -465,23 +465,88 @@ pub fn close_fd(fd: i32) {
 pub fn random_name(prefix: &str, len: usize) -> io::Result<String> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let nbytes = len.saturating_sub(prefix.len()) / 2;
-    // CPython's names take 4 random bytes; no allocation for up to 32.
-    let mut small = [0u8; 32];
-    let mut large = Vec::new();
-    let bytes = if nbytes <= small.len() {
-        &mut small[..nbytes]
-    } else {
-        large.resize(nbytes, 0);
-        &mut large[..]
-    };
-    getrandom::fill(bytes).map_err(io::Error::from)?;
     let mut name = String::with_capacity(prefix.len() + 2 * nbytes);
     name.push_str(prefix);
-    for &b in bytes.iter() {
-        name.push(char::from(HEX[usize::from(b >> 4)]));
-        name.push(char::from(HEX[usize::from(b & 15)]));
+    let mut chunk = [0u8; 32];
+    let mut left = nbytes;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        random_bytes(&mut chunk[..n])?;
+        for &b in &chunk[..n] {
+            name.push(char::from(HEX[usize::from(b >> 4)]));
+            name.push(char::from(HEX[usize::from(b & 15)]));
+        }
+        left -= n;
     }
     Ok(name)
+}
+
+/// Fill `out` with bytes from the OS random source (getrandom(2),
+/// getentropy, ProcessPrng), drawn a few hundred at a time: a name takes
+/// 4 of them, and one system call per name would be a good part of the
+/// cost of creating a small segment. The bytes are each thread's own and
+/// are never used twice; a child process after `fork` never uses bytes its
+/// parent drew (see [`fork_generation`]).
+pub fn random_bytes(out: &mut [u8]) -> io::Result<()> {
+    const POOL: usize = 256;
+    struct Pool {
+        bytes: [u8; POOL],
+        used: usize,
+        generation: u64,
+    }
+    thread_local! {
+        static RANDOM: std::cell::RefCell<Pool> = const {
+            std::cell::RefCell::new(Pool { bytes: [0; POOL], used: POOL, generation: 0 })
+        };
+    }
+    if out.len() > POOL {
+        return getrandom::fill(out).map_err(io::Error::from);
+    }
+    RANDOM.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let generation = fork_generation();
+        if pool.generation != generation || pool.used + out.len() > POOL {
+            getrandom::fill(&mut pool.bytes).map_err(io::Error::from)?;
+            pool.used = 0;
+            pool.generation = generation;
+        }
+        let start = pool.used;
+        out.copy_from_slice(&pool.bytes[start..start + out.len()]);
+        // Used bytes are wiped, so that nothing drawn stays in memory.
+        pool.bytes[start..start + out.len()].fill(0);
+        pool.used += out.len();
+        Ok(())
+    })
+}
+
+/// How many times this process's ancestry has forked since ferroshm first
+/// drew random bytes: a `pthread_atfork` child handler (registered once)
+/// counts up, so that a child discards the random bytes its parent drew
+/// but had not used (both would otherwise make the same names).
+#[cfg(unix)]
+fn fork_generation() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Once;
+    static GENERATION: AtomicU64 = AtomicU64::new(1);
+    static REGISTER: Once = Once::new();
+    extern "C" fn forked() {
+        GENERATION.fetch_add(1, Ordering::Relaxed);
+    }
+    REGISTER.call_once(|| {
+        // SAFETY: registers a handler that only increments an atomic (async-
+        // signal-safe, as a fork handler must be); no other handler is set.
+        // A failure (ENOMEM) leaves no handler: then a child may reuse its
+        // parent's pool, whose names are still random to everyone else, and
+        // a clash between the two is an EEXIST that callers retry.
+        unsafe { libc::pthread_atfork(None, None, Some(forked)) };
+    });
+    GENERATION.load(Ordering::Relaxed)
+}
+
+/// No `fork` on this platform.
+#[cfg(not(unix))]
+fn fork_generation() -> u64 {
+    1
 }
 
 /// The OS name of the segment that Python reports as `name`
@@ -733,6 +798,43 @@ mod tests {
             Segment::open_placeholder(&name, 0),
             Err(SegmentError::Empty)
         ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_forked_child_draws_other_random_bytes_than_its_parent() {
+        let mut first = [0u8; 4];
+        random_bytes(&mut first).unwrap(); // the pool is filled now
+        let mut fds = [0; 2];
+        // SAFETY: a plain pipe; both ends are closed below.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: the child only draws bytes (no lock is taken: the pool is
+        // thread-local), writes them and exits with _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let mut mine = [0u8; 4];
+            let ok = random_bytes(&mut mine).is_ok();
+            // SAFETY: writes 4 bytes from a local buffer, then leaves at once.
+            unsafe {
+                libc::write(fds[1], mine.as_ptr().cast(), if ok { 4 } else { 0 });
+                libc::_exit(0);
+            }
+        }
+        let mut parents = [0u8; 4];
+        random_bytes(&mut parents).unwrap();
+        let mut childs = [0u8; 4];
+        // SAFETY: reads into a local buffer from our pipe, then reaps the
+        // child and closes both ends.
+        unsafe {
+            assert_eq!(libc::read(fds[0], childs.as_mut_ptr().cast(), 4), 4);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
+        // The same 4 bytes would mean the child reused the parent's pool
+        // (chance otherwise: 1 in 2^32).
+        assert_ne!(parents, childs);
     }
 
     #[test]
