@@ -34,7 +34,7 @@ set -euo pipefail
 
 ROOT=${FERROSHM_SID:-/var/cache/ferroshm/sid}
 MIRROR=${FERROSHM_SID_MIRROR:-http://deb.debian.org/debian}
-PACKAGES="python3.14-venv python3.14-dev libpython3.14-testsuite python3.15-venv python3.15-dev libpython3.15-testsuite gcc libc6-dev"
+PACKAGES="python3.14-venv python3.14-dev libpython3.14-testsuite python3.15-venv python3.15-dev libpython3.15-testsuite gcc libc6-dev strace"
 STAMP=$ROOT/.ferroshm-sid
 SRC=$(cd "$(dirname "$0")/.." && pwd -P)
 # Host variables a command in the chroot sees (if set).
