@@ -114,7 +114,10 @@ def child(name, queue):
     if PATTERN == "target":
         import ferroshm
         ferroshm.patch_stdlib()
-    from multiprocessing import shared_memory
+    if PATTERN == "import":
+        import ferroshm as shared_memory
+    else:
+        from multiprocessing import shared_memory
     shm = shared_memory.SharedMemory(name)
     shm.buf[0] = 42
     shm.close()
@@ -146,14 +149,15 @@ if __name__ == "__main__":
 SITECUSTOMIZE = "import ferroshm\nferroshm.patch_stdlib()\n"
 
 
-@pytest.mark.parametrize("pattern", ["top", "target", "sitecustomize", "main-only"])
+@pytest.mark.parametrize("pattern", ["top", "target", "sitecustomize", "import", "main-only"])
 def test_default_start_method_child(pattern, tmp_path):
     # From 3.14 Linux's default start method is forkserver: a child runs a
     # fresh interpreter (forked from the forkserver process, which imported
     # the main module as __mp_main__), so it does not inherit a patch made
     # under `if __name__ == "__main__"`. The patterns the README gives (the
-    # main module's top level, the target function, a sitecustomize) work
-    # with the default start method on every version.
+    # main module's top level, the target function, a sitecustomize, or
+    # `import ferroshm as shared_memory` without patching) work with the
+    # default start method on every version.
     (tmp_path / "program.py").write_text(DEFAULT_METHOD_PROGRAM)
     env = {"PATTERN": "none" if pattern == "sitecustomize" else pattern}
     if pattern == "sitecustomize":
@@ -173,6 +177,8 @@ def test_default_start_method_child(pattern, tmp_path):
         # The child imported the standard library's module: the patch is
         # not inherited (it still shares the segment and the tracker).
         assert got["child"] == "multiprocessing.shared_memory"
+    elif pattern == "import":
+        assert got["child"] == "ferroshm"
     else:
         assert got["child"] == "ferroshm.shared_memory"
     assert proc.stderr == ""
