@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(abspath $(VENV))
 
 .PHONY: help demo test build build-dev test-rust test-stubs test-python bench lint clean fuzz \
-	wheels test-wheels test-matrix \
+	wheels test-wheels test-matrix sid-chroot \
 	cross-tools test-windows check-macos build-windows
 
 help:  ## list the targets
@@ -57,24 +57,31 @@ fuzz: build  ## long robustness runs: stateful, list fuzzing, faults, stress; th
 	out=$$(cd fuzz && cargo run --release --quiet --bin list_reader -- $(FUZZ_ITERATIONS)) && \
 		echo "$$out" && echo "$$out" >> $(abspath $(FUZZ_REPORT))
 
-# Wheels and the interpreter matrix (.ci/matrix.py). Every CPython 3.9-3.13
-# found (pyenv's, or python3.X on PATH; MATRIX_PYTHONS="path ..." to choose)
-# gets a manylinux2014 wheel, linked by zig against glibc 2.17 and checked
-# with auditwheel; test-wheels installs each into a clean venv of its
-# interpreter and runs the whole suite against it, from outside the source
-# tree. test-matrix (what CI runs) is test-wheels: one build per interpreter.
+# Wheels and the interpreter matrix (.ci/matrix.py). Every CPython 3.9-3.15
+# found (pyenv's, or python3.X on PATH, or for 3.14 and 3.15 Debian sid's in
+# the chroot of tools/sid-chroot.sh when it is set up; MATRIX_PYTHONS="path
+# sid:path ..." to choose) gets a manylinux2014 wheel, linked by zig against
+# glibc 2.17 and checked with auditwheel; test-wheels installs each into a
+# clean venv of its interpreter and runs the whole suite against it, from
+# outside the source tree. test-matrix (what CI runs) sets the chroot up
+# first (root; created once in /var/cache/ferroshm/sid, or $FERROSHM_SID,
+# and reused), then is test-wheels: one build per interpreter.
 WHEEL_DIR ?= dist
 $(VENV)/.wheel-deps: $(VENV)/.deps
 	$(PY) -m pip install -q "ziglang==0.17.1" "auditwheel>=6,<7"
 	touch $@
 
-wheels: $(VENV)/.wheel-deps  ## manylinux2014 wheels for every CPython 3.9-3.13 found, and the sdist, into dist/
+wheels: $(VENV)/.wheel-deps  ## manylinux2014 wheels for every CPython 3.9-3.15 found, and the sdist, into dist/
 	$(PY) .ci/matrix.py wheels --out $(WHEEL_DIR) --tools $(VENV)/bin
 
 test-wheels: wheels  ## each wheel installed in a clean venv of its interpreter: the whole suite against it
 	$(PY) .ci/matrix.py test --wheels $(WHEEL_DIR)
 
-test-matrix: test-wheels  ## CI's name for test-wheels: every CPython 3.9-3.13 found, CPython's own tests included
+sid-chroot:  ## create the Debian sid chroot with CPython 3.14 and 3.15 unless it is there (root)
+	tools/sid-chroot.sh setup
+
+test-matrix: sid-chroot  ## CI's: the sid chroot, then test-wheels: every CPython 3.9-3.15, CPython's own tests included
+	$(MAKE) test-wheels
 
 bench: build  ## side-by-side benchmark against the standard library
 	$(PY) benches/bench.py

@@ -1,5 +1,7 @@
-"""CPython's own ``_TestSharedMemory`` tests, run with ferroshm standing in
-for ``multiprocessing.shared_memory`` under every start method.
+"""CPython's own shared-memory tests, run with ferroshm standing in for
+``multiprocessing.shared_memory`` under every start method:
+``_TestSharedMemory`` on every version, and ``TestSharedMemoryNames`` (names
+with ``:`` and newlines) from 3.14.
 
 The tests come from the interpreter's ``test`` package; tests/cpython holds
 only the runner and the sitecustomize that substitutes ferroshm in the test
@@ -9,6 +11,7 @@ process and every child process it starts.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -19,16 +22,37 @@ import pytest
 
 HERE = Path(__file__).parent / "cpython"
 
-# Tests left out, by name, with the reason (none: every test of the class runs).
+# Tests left out, by "Class.method", with the reason (none: every test runs).
 NOT_YET: list[str] = []
+
+#: Tests that run and must fail for now, by "Class.method", with the reason.
+#: (A test listed here that passes fails the run.) Only the tests of the
+#: running version's classes count.
+EXPECTED_FAILURES = {
+    # Until the tracker's JSON messages land (issue 18, the lead's branch):
+    # ferroshm refuses the names with ':' and newlines this test creates
+    # (ValueError), where 3.14's standard library tracks them. Delete this
+    # entry once main with that change is merged into this branch.
+    "TestSharedMemoryNames.test_that_shared_memory_name_with_colons_has_no_resource_tracker_errors":
+        "ferroshm refuses names with ':' and newlines until its tracker speaks the JSON messages",
+}
 
 HAS_TEST_PACKAGE = importlib.util.find_spec("test._test_multiprocessing") is not None
 
+#: How many tests each class has, by version: _TestSharedMemory grew in 3.10
+#: and 3.13; TestSharedMemoryNames is new in 3.14. Later versions have at
+#: least the last known version's.
+TESTS_IN_CLASS = {
+    "_TestSharedMemory": {(3, 9): 8, (3, 10): 13, (3, 11): 13, (3, 12): 13, (3, 13): 16, (3, 14): 16, (3, 15): 16},
+    "TestSharedMemoryNames": {(3, 14): 1, (3, 15): 1},
+}
+KNOWN_VERSIONS = sorted(TESTS_IN_CLASS["_TestSharedMemory"])
 
-#: How many tests CPython's ``_TestSharedMemory`` has, by version: the
-#: class grew in 3.10 and 3.13. Later versions have at least 3.13's.
-TESTS_IN_CLASS = {(3, 9): 8, (3, 10): 13, (3, 11): 13, (3, 12): 13, (3, 13): 16}
-MIN_TESTS = TESTS_IN_CLASS.get(sys.version_info[:2], 16)
+
+def classes_of_this_version() -> dict[str, int]:
+    """The classes this version has, with their (least) number of tests."""
+    version = min(sys.version_info[:2], KNOWN_VERSIONS[-1])
+    return {name: counts[version] for name, counts in TESTS_IN_CLASS.items() if version in counts}
 
 
 @pytest.mark.skipif(not HAS_TEST_PACKAGE, reason="this interpreter has no 'test' package")
@@ -39,14 +63,18 @@ def test_cpython_shared_memory_suite(start_method, substitute):
     ``multiprocessing.shared_memory``: the module (what ``patch_stdlib``
     installs) and the top-level package (what ``import ferroshm as
     shared_memory`` gives), whose hooks the tests patch."""
+    classes = classes_of_this_version()
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
         "FERROSHM_SUBSTITUTE": substitute,
     }
+    expected_failures = [t for t in EXPECTED_FAILURES if t.split(".")[0] in classes]
     cmd = [sys.executable, str(HERE / "run_shm_tests.py"), start_method]
     if NOT_YET:
         cmd += ["--exclude", *NOT_YET]
+    if expected_failures:
+        cmd += ["--expect-failure", *expected_failures]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     report = proc.stdout + proc.stderr
     assert proc.returncode == 0, report
@@ -54,12 +82,33 @@ def test_cpython_shared_memory_suite(start_method, substitute):
     assert counts, report
     passed, failed, skipped = map(int, counts.groups())
     assert failed == 0 and skipped == 0, report
-    in_class = re.search(r"^tests in the class: (\d+)$", proc.stdout, re.M)
-    assert in_class, report
-    assert passed == int(in_class.group(1)) - len(NOT_YET), report
-    if sys.version_info[:2] in TESTS_IN_CLASS:
-        assert int(in_class.group(1)) == MIN_TESTS, report
-    else:
-        assert int(in_class.group(1)) >= MIN_TESTS, report
+    lines = {
+        m["name"]: {k: int(v) for k, v in m.groupdict().items() if k != "name"}
+        for m in re.finditer(
+            r"^class (?P<name>\w+): (?P<tests>\d+) tests, (?P<passed>\d+) passed, (?P<failed>\d+) failed, "
+            r"(?P<skipped>\d+) skipped, (?P<xfailed>\d+) expected failures, "
+            r"substituted interpreters: (?P<substituted>\d+)$",
+            proc.stdout, re.M)
+    }
+    assert set(lines) == set(classes), report
+    for name, least in classes.items():
+        got = lines[name]
+        if sys.version_info[:2] <= KNOWN_VERSIONS[-1]:
+            assert got["tests"] == least, report
+        else:
+            assert got["tests"] >= least, report
+        excluded = sum(t.startswith(name + ".") for t in NOT_YET)
+        xfail = sum(t.startswith(name + ".") for t in expected_failures)
+        assert got["xfailed"] == xfail, report
+        assert got["passed"] == got["tests"] - excluded - xfail, report
+        # Every class starts other interpreters (children, the resource
+        # tracker, TestSharedMemoryNames's programs): ferroshm was in them.
+        assert got["substituted"] > 0, report
+        if os.environ.get("FERROSHM_CPYTHON_REPORT"):  # .ci/matrix.py's summary
+            with open(os.environ["FERROSHM_CPYTHON_REPORT"], "a") as f:
+                f.write(json.dumps({"class": name, "start_method": start_method, "substitute": substitute,
+                                    "passed": got["passed"], "in_class": got["tests"],
+                                    "expected_failures": got["xfailed"]}) + "\n")
+    assert passed == sum(lines[n]["passed"] for n in lines), report
     assert f"start method: {start_method}" in proc.stdout, report
     assert f"multiprocessing.shared_memory: {substitute} from " in proc.stdout, report

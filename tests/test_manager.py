@@ -314,29 +314,6 @@ def test_forked_child_does_not_share_the_parents_connection(managers):
         assert smm.SharedMemory(8).size == 8  # the parent's connection still works
 
 
-def handle_requests_as_python_310_does(server):
-    """Before Python 3.10, the standard library's ``Server.handle_request``
-    (which ferroshm's server inherits) lets the ``SystemExit`` that ends a
-    connection's thread escape the thread, and leaves the connection to the
-    garbage collector: ``serve_client`` ends that way at end of file, and so
-    does ferroshm's allocation channel. Python ignores a thread's SystemExit;
-    pytest reports it. Python 3.10 catches it there and closes the
-    connection; this gives ``server`` 3.10's ``handle_request`` on 3.9."""
-    if sys.version_info >= (3, 10):
-        return
-    inner = server.handle_request
-
-    def handle_request(conn):
-        try:
-            inner(conn)
-        except SystemExit:
-            pass
-        finally:
-            conn.close()
-
-    server.handle_request = handle_request
-
-
 def test_bare_os_fork_child_opens_its_own_connection(managers):
     # os.fork() runs none of multiprocessing's after-fork hooks: the child
     # still must not answer on the parent's connection.
@@ -367,29 +344,71 @@ def test_bare_os_fork_child_opens_its_own_connection(managers):
 
 
 def test_get_server_serves_in_this_process():
-    server_side = SharedMemoryManager(address=("127.0.0.1", 0), authkey=AUTHKEY)
-    server = server_side.get_server()
-    handle_requests_as_python_310_does(server)
+    # In a fresh interpreter: the server's accept thread never ends (nor does
+    # the standard library's), and the connections' threads end only with
+    # their clients. Left in pytest's process, they would make every later
+    # fork one of a multi-threaded process: a DeprecationWarning since 3.12,
+    # raised as an error under -Werror from 3.15 (gh-135427).
+    proc = run_python(
+        textwrap.dedent(
+            f"""
+            import json, os, sys, threading
+            from multiprocessing.managers import dispatch
+            if {AGAINST_STDLIB!r}:
+                from multiprocessing.managers import SharedMemoryManager
+            else:
+                from ferroshm import SharedMemoryManager
+            AUTHKEY = {AUTHKEY!r}
+            server_side = SharedMemoryManager(address=("127.0.0.1", 0), authkey=AUTHKEY)
+            server = server_side.get_server()
+            if sys.version_info < (3, 10):
+                # Before 3.10 the standard library's Server.handle_request
+                # (which ferroshm's server inherits) lets the SystemExit that
+                # ends a connection's thread (serve_client at end of file,
+                # ferroshm's allocation channel) escape the thread and leaves
+                # the connection to the garbage collector; 3.10 catches it
+                # there and closes the connection. This is 3.10's.
+                inner = server.handle_request
 
-    def serve():
-        with pytest.raises(SystemExit):  # how serve_forever ends, as in the stdlib
-            server.serve_forever()
+                def handle_request(conn):
+                    try:
+                        inner(conn)
+                    except SystemExit:
+                        pass
+                    finally:
+                        conn.close()
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        client = SharedMemoryManager(address=server.address, authkey=AUTHKEY)
-        client.connect()
-        shm = client.SharedMemory(16)  # over TCP
-        sl = client.ShareableList([1, 2])
-        names = [shm.name, sl.shm.name]
-        assert all(exists(n) for n in names)
-    finally:
-        conn = server_side._Client(server.address, authkey=AUTHKEY)
-        dispatch(conn, None, "shutdown")
-        conn.close()
-        thread.join()
-    assert not any(exists(n) for n in names)
+                server.handle_request = handle_request
+            ended = []
+
+            def serve():
+                try:
+                    server.serve_forever()
+                except SystemExit:  # how serve_forever ends, as in the stdlib
+                    ended.append("SystemExit")
+
+            thread = threading.Thread(target=serve, daemon=True)
+            thread.start()
+            try:
+                client = SharedMemoryManager(address=server.address, authkey=AUTHKEY)
+                client.connect()
+                shm = client.SharedMemory(16)  # over TCP
+                sl = client.ShareableList([1, 2])
+                names = [shm.name, sl.shm.name]
+                existed = [os.path.exists("/dev/shm/" + n) for n in names]
+            finally:
+                conn = server_side._Client(server.address, authkey=AUTHKEY)
+                dispatch(conn, None, "shutdown")
+                conn.close()
+                thread.join()
+            print(json.dumps({{"existed": existed, "ended": ended,
+                              "left": [n for n in names if os.path.exists("/dev/shm/" + n)]}}))
+            """
+        )
+    )
+    got = json.loads(proc.stdout.splitlines()[-1])
+    assert got == {"existed": [True, True], "ended": ["SystemExit"], "left": []}, proc.stderr
+    assert proc.stderr == ""
 
 
 def test_interoperates_with_standard_library_servers_and_clients(managers):

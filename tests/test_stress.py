@@ -11,7 +11,9 @@ The number of operations of each kind is shown in pytest's output.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue as queue_module
+import threading
 import time
 from collections import Counter
 
@@ -33,6 +35,12 @@ THREADS = 3
 @pytest.mark.parametrize("start_method", ["fork", "spawn"])
 def test_stress(start_method, shm_name, request):
     seconds = fuzz_scale(3.0 if start_method == "fork" else 2.0, 60.0)
+    if start_method == "fork":
+        # Forking a multi-threaded process is deprecated (a DeprecationWarning
+        # since 3.12, raised under -Werror from 3.15, gh-135427): say so here
+        # if an earlier test left a thread running, rather than fail below.
+        tasks = os.listdir("/proc/self/task")
+        assert len(tasks) == 1, f"{len(tasks)} threads before the fork; Python's: {threading.enumerate()}"
     ctx = mp.get_context(start_method)
     prefix = shm_name
     directory = ShareableList([0] * (PROCESSES * THREADS), name=f"{prefix}_dir")

@@ -272,8 +272,10 @@ class ShareableList(Generic[_SLT]):
     def count(self, value: object) -> int:
         """Number of items equal to ``value``."""
     def index(self, value: object) -> int:
-        """Position of the first item equal to ``value``; ValueError
-        ``f"{value!r} not in this container"`` when there is none."""
+        """Position of the first item equal to ``value``; ValueError when
+        there is none, worded as the running standard library words it:
+        ``"ShareableList.index(x): x not in list"`` from Python 3.14,
+        ``f"{value!r} not in this container"`` before."""
     @property
     def format(self) -> str:
         """The struct formats of all items, joined (e.g. ``'q8sd'``)."""

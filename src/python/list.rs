@@ -639,6 +639,13 @@ impl ShareableListPy {
                 return Ok(i);
             }
         }
+        // Worded as the running interpreter's standard library words it
+        // (3.14 changed it, gh-121288).
+        if py.version_info() >= (3, 14) {
+            return Err(PyValueError::new_err(
+                "ShareableList.index(x): x not in list",
+            ));
+        }
         Err(PyValueError::new_err(format!(
             "{} not in this container",
             value.repr()?

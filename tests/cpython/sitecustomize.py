@@ -7,6 +7,9 @@
 #   "ferroshm": the top-level package, what the README's
 #   `import ferroshm as shared_memory` gives, so that CPython's tests read and
 #   patch its hooks (`mock.patch("multiprocessing.shared_memory._make_filename")`).
+# FERROSHM_SUBSTITUTE_LOG, when set, names a file where each interpreter
+# writes a line (its pid and the module substituted), so the runner can tell
+# that the programs CPython's tests start used ferroshm.
 import os
 import sys
 
@@ -24,3 +27,7 @@ if _substitute == "ferroshm":
     multiprocessing.managers.shared_memory = ferroshm
 elif _substitute != "ferroshm.shared_memory":
     raise SystemExit(f"FERROSHM_SUBSTITUTE={_substitute!r}: expected 'ferroshm' or 'ferroshm.shared_memory'")
+
+if os.environ.get("FERROSHM_SUBSTITUTE_LOG"):
+    with open(os.environ["FERROSHM_SUBSTITUTE_LOG"], "a") as _log:
+        _log.write(f"{os.getpid()} {sys.modules['multiprocessing.shared_memory'].__name__}\n")
