@@ -28,14 +28,8 @@ NOT_YET: list[str] = []
 #: Tests that run and must fail for now, by "Class.method", with the reason.
 #: (A test listed here that passes fails the run.) Only the tests of the
 #: running version's classes count.
-EXPECTED_FAILURES = {
-    # Until the tracker's JSON messages land (issue 18, the lead's branch):
-    # ferroshm refuses the names with ':' and newlines this test creates
-    # (ValueError), where 3.14's standard library tracks them. Delete this
-    # entry once main with that change is merged into this branch.
-    "TestSharedMemoryNames.test_that_shared_memory_name_with_colons_has_no_resource_tracker_errors":
-        "ferroshm refuses names with ':' and newlines until its tracker speaks the JSON messages",
-}
+#: Tests expected to fail, by name, with the reason (none).
+EXPECTED_FAILURES: dict[str, str] = {}
 
 HAS_TEST_PACKAGE = importlib.util.find_spec("test._test_multiprocessing") is not None
 
