@@ -49,7 +49,7 @@ FUZZ_ITERATIONS ?= 5000000
 FUZZ_REPORT ?= fuzz/report.jsonl
 fuzz: build  ## long robustness runs: stateful, list fuzzing, faults, stress; then the Rust fuzzer
 	FERROSHM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FERROSHM_ROBUSTNESS_REPORT=$(abspath $(FUZZ_REPORT)) \
-		$(PY) -m pytest tests/test_stateful.py tests/test_fuzz_list.py tests/test_faults.py \
+		$(PY) -m pytest tests/test_stateful.py tests/test_fuzz_list.py tests/test_fuzz_fast_path.py tests/test_faults.py \
 		tests/test_stress.py tests/test_security.py
 	out=$$(cd fuzz && cargo run --release --quiet --bin list_reader -- $(FUZZ_ITERATIONS)) && \
 		echo "$$out" && echo "$$out" >> $(abspath $(FUZZ_REPORT))

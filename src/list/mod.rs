@@ -36,7 +36,7 @@ mod cpython_tests;
 mod tests;
 
 pub use error::ListError;
-pub use item::{ItemRef, Value};
+pub use item::{ItemRef, RawItem, Value};
 pub use raw::RawMem;
 pub use shared::{SharedList, SharedListError};
 pub use view::ListView;
