@@ -1,7 +1,7 @@
 //! `ferroshm.ShareableList`: the standard library's class, with item access
 //! going from Python straight into the Rust layout code of `crate::list`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use pyo3::exceptions::{
@@ -640,7 +640,7 @@ impl ShareableListPy {
         let n = slf.get().view()?.len() as isize;
         Ok(ListIter {
             list: slf.unbind(),
-            next: 0,
+            next: AtomicIsize::new(0),
             stop: n,
             step: 1,
         })
@@ -650,7 +650,7 @@ impl ShareableListPy {
         let n = slf.get().view()?.len() as isize;
         Ok(ListIter {
             list: slf.unbind(),
-            next: n - 1,
+            next: AtomicIsize::new(n - 1),
             stop: -1,
             step: -1,
         })
@@ -779,12 +779,46 @@ impl ShareableListPy {
 
 /// Iterator over a ShareableList (forwards or backwards), reading each item
 /// when it is reached.
-#[pyclass(module = "ferroshm._native")]
+///
+/// It may be shared between threads (free-threaded Python): each call of
+/// `__next__` claims the next position with one atomic compare-and-swap, so
+/// threads that share one iterator get every item exactly once between
+/// them, none twice and none lost, each in the order of its own calls.
+/// Once it is exhausted it stays exhausted. A position whose read fails (a
+/// closed list, a corrupt item) is used up all the same: the next call goes
+/// on with the next item.
+#[pyclass(module = "ferroshm._native", frozen)]
 pub(crate) struct ListIter {
     list: Py<ShareableListPy>,
-    next: isize,
+    /// The next position to hand out; it moves from the start towards
+    /// `stop` by `step`, and never past `stop`.
+    next: AtomicIsize,
     stop: isize,
     step: isize,
+}
+
+impl ListIter {
+    /// Claim the next position, or `None` once every one was claimed.
+    #[inline(always)]
+    fn claim(&self) -> Option<usize> {
+        // Relaxed is enough: the counter orders nothing but itself, and the
+        // item is read from memory the list owns, not published through it.
+        let mut i = self.next.load(Ordering::Relaxed);
+        loop {
+            if i == self.stop {
+                return None;
+            }
+            match self.next.compare_exchange_weak(
+                i,
+                i + self.step,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(i as usize),
+                Err(now) => i = now,
+            }
+        }
+    }
 }
 
 #[pymethods]
@@ -793,17 +827,16 @@ impl ListIter {
         slf
     }
 
-    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        if self.next == self.stop {
-            return Ok(None);
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        match self.claim() {
+            Some(i) => self.list.get().get(py, i).map(Some),
+            None => Ok(None),
         }
-        let i = self.next as usize;
-        self.next += self.step;
-        self.list.get().get(py, i).map(Some)
     }
 
     fn __length_hint__(&self) -> usize {
-        ((self.stop - self.next) / self.step) as usize
+        let next = self.next.load(Ordering::Relaxed);
+        ((self.stop - next) / self.step) as usize
     }
 }
 
