@@ -34,6 +34,8 @@ mod writer;
 mod cpython_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod thread_tests;
 
 pub use error::ListError;
 pub use item::{ItemRef, RawItem, Value};
