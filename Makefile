@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(abspath $(VENV))
 
 .PHONY: help demo test build build-dev test-rust test-stubs test-python bench lint clean fuzz \
-	wheels test-wheels test-matrix test-tsan \
+	wheels test-wheels test-matrix test-tsan wheels-ft \
 	cross-tools test-windows check-macos build-windows
 
 help:  ## list the targets
@@ -72,6 +72,24 @@ test-wheels: wheels  ## each wheel installed in a clean venv of its interpreter:
 	$(PY) .ci/matrix.py test --wheels $(WHEEL_DIR)
 
 test-matrix: test-wheels  ## CI's name for test-wheels: every CPython 3.9-3.13 found, CPython's own tests included
+
+# Free-threaded wheels (README "Free-threading"): cp314t and cp315t,
+# manylinux2014 through zig as above. No free-threaded 3.14 or 3.15 exists on
+# this machine: maturin takes the target interpreter's configuration from
+# its own bundled sysconfig data, so these wheels are built and checked with
+# auditwheel, never installed or tested here.
+FT_PYTHONS ?= 3.14t 3.15t
+wheels-ft: $(VENV)/.wheel-deps  ## cp314t/cp315t wheels (free-threaded; built and checked, not tested) into dist/
+	for v in $(FT_PYTHONS); do \
+		PATH="$(abspath $(VENV))/bin:$$PATH" CARGO_TARGET_DIR=$(abspath target)/ft$$v \
+		$(VENV)/bin/maturin build --release --zig --compatibility manylinux2014 -i python$$v \
+			-o $(WHEEL_DIR) --quiet || exit 1; \
+	done
+	for v in $(subst .,,$(FT_PYTHONS)); do \
+		w=$$(ls $(WHEEL_DIR)/ferroshm-*-cp$${v%t}-cp$$v-*.whl) && \
+		$(VENV)/bin/auditwheel show $$w | grep manylinux_2_17_x86_64 >/dev/null && echo "$$w: manylinux_2_17_x86_64" \
+		|| exit 1; \
+	done
 
 bench: build  ## side-by-side benchmark against the standard library
 	$(PY) benches/bench.py

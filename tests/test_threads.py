@@ -36,6 +36,11 @@ from helpers_robustness.report import report
 FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 
 
+def gil_enabled() -> bool:
+    """Whether the GIL is on now (always, before 3.13)."""
+    return getattr(sys, "_is_gil_enabled", lambda: True)()
+
+
 @pytest.fixture(autouse=True)
 def fast_switching():
     """On a GIL build, switch threads as often as the interpreter can."""
@@ -231,6 +236,9 @@ def test_threads_share_lists_iterators_and_segments(request):
         count("closes", n)
 
     targets = [writer(w) for w in range(WRITERS)] + [reader, reader, iterator, attacher, creator, closer]
+    # On a free-threaded build, the threads really run at once: nothing
+    # imported so far (ferroshm included) has turned the GIL back on.
+    assert gil_enabled() is not FREE_THREADED
     try:
         run_threads(targets, seconds=1.5)
         check_all(main)
@@ -244,14 +252,14 @@ def test_threads_share_lists_iterators_and_segments(request):
         assert n > 0, counts
     # Every reader of a list closed under it saw ValueError, and stopped.
     assert counts["closed_reads"] == counts["closes"], counts
-    report(request, {"free_threaded": FREE_THREADED, **counts})
+    report(request, {"free_threaded": FREE_THREADED, "gil": gil_enabled(), **counts})
 
 
 def test_one_iterator_shared_by_threads_gives_each_item_once():
     n = 20_000
     sl = ShareableList(range(n))
     try:
-        for make in (iter, reversed):
+        for make in (iter, reversed) * 3:
             it = make(sl)
             got = [[] for _ in range(6)]
 
