@@ -23,18 +23,18 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import struct
 import sys
 
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from ferroshm import ShareableList, SharedMemory
 from helpers_robustness.list_fuzz import (
     FORMAT_WORDS,
     encode,
+    fuzz_settings,
     items,
     limit_address_space,
     mutate,
@@ -289,16 +289,8 @@ def exercise(raw: bytes, writes, rewrites) -> None:
 
 
 def main() -> int:
-    examples = int(os.environ.get("FERROSHM_FUZZ_EXAMPLES") or 300)
     limit_address_space()
-    config = settings(
-        max_examples=examples,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-        phases=[Phase.generate, Phase.shrink],
-        print_blob=True,
-    )
+    config = fuzz_settings(300)
     writes = st.lists(st.tuples(st.integers(0, 64), WRITE_VALUES), max_size=4)
     rewrites = st.lists(rewrite, max_size=4)
 
