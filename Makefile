@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(abspath $(VENV))
 
 .PHONY: help demo test build build-dev test-rust test-stubs test-python bench lint clean fuzz \
-	wheels test-wheels test-matrix sid-chroot \
+	wheels test-wheels test-matrix sid-chroot test-tsan wheels-ft \
 	cross-tools test-windows check-macos build-windows
 
 help:  ## list the targets
@@ -50,7 +50,7 @@ FUZZ_ITERATIONS ?= 5000000
 FUZZ_REPORT ?= fuzz/report.jsonl
 fuzz: build  ## long robustness runs: stateful, list fuzzing, faults, stress; then the Rust fuzzer
 	FERROSHM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FERROSHM_ROBUSTNESS_REPORT=$(abspath $(FUZZ_REPORT)) \
-		$(PY) -m pytest tests/test_stateful.py tests/test_fuzz_list.py tests/test_faults.py \
+		$(PY) -m pytest tests/test_stateful.py tests/test_fuzz_list.py tests/test_fuzz_fast_path.py tests/test_faults.py \
 		tests/test_stress.py tests/test_security.py
 	FERROSHM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FERROSHM_ROBUSTNESS_REPORT=$(abspath $(FUZZ_REPORT)) \
 		$(PY) -m pytest tests/test_array_headers.py -k fuzz
@@ -82,6 +82,24 @@ sid-chroot:  ## create the Debian sid chroot with CPython 3.14 and 3.15 unless i
 
 test-matrix: sid-chroot  ## CI's: the sid chroot, then test-wheels: every CPython 3.9-3.15, CPython's own tests included
 	$(MAKE) test-wheels
+
+# Free-threaded wheels (README "Free-threading"): cp314t and cp315t,
+# manylinux2014 through zig as above. No free-threaded 3.14 or 3.15 exists on
+# this machine: maturin takes the target interpreter's configuration from
+# its own bundled sysconfig data, so these wheels are built and checked with
+# auditwheel, never installed or tested here.
+FT_PYTHONS ?= 3.14t 3.15t
+wheels-ft: $(VENV)/.wheel-deps  ## cp314t/cp315t wheels (free-threaded; built and checked, not tested) into dist/
+	for v in $(FT_PYTHONS); do \
+		PATH="$(abspath $(VENV))/bin:$$PATH" CARGO_TARGET_DIR=$(abspath target)/ft$$v \
+		$(VENV)/bin/maturin build --release --zig --compatibility manylinux2014 -i python$$v \
+			-o $(WHEEL_DIR) --quiet || exit 1; \
+	done
+	for v in $(subst .,,$(FT_PYTHONS)); do \
+		w=$$(ls $(WHEEL_DIR)/ferroshm-*-cp$${v%t}-cp$$v-*.whl) && \
+		$(VENV)/bin/auditwheel show $$w | grep manylinux_2_17_x86_64 >/dev/null && echo "$$w: manylinux_2_17_x86_64" \
+		|| exit 1; \
+	done
 
 bench: build  ## side-by-side benchmark against the standard library
 	$(PY) benches/bench.py
@@ -160,6 +178,41 @@ build-windows: cross-tools  ## clippy and cross-build of the Python extension fo
 	grep -q " PyInit__native$$" target/cross/_native.pyd.txt
 	@echo "target/cross/_native.pyd: a PE DLL exporting PyInit__native, importing" \
 		"python$(subst .,,$(CROSS_PYTHON_VERSION)).dll"
+
+# --- ThreadSanitizer (README "Free-threading") ----------------------------------------------
+# The Rust core's tests under TSan, the threads of src/list/thread_tests.rs
+# sharing lists and segments among them (the two long single-threaded
+# random-block tests are skipped: TSan adds nothing there). Debian's
+# rustc-web (cross-tools) builds std instrumented (-Zbuild-std) but ships no
+# Rust TSan runtime, so gcc's static libtsan is linked instead
+# (-Zexternal-clangrt): a linker wrapper puts it first, as gcc's
+# -static-libtsan does, and leaves the (uninstrumented) build scripts alone;
+# the __tsan_mem* entry points LLVM emits and gcc 12's runtime lacks call its
+# intercepted memcpy/memmove/memset. rustix goes through libc
+# (--cfg=rustix_use_libc) so that TSan sees every mmap and munmap: a new
+# mapping at a recycled address would otherwise inherit the old one's
+# history (false reports across tests). Run it in a private /dev/shm, as
+# `make test`. Builds go to target/tsan.
+TSAN_DIR := $(abspath target/tsan)
+TSAN_CARGO := RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc CARGO=/usr/bin/cargo \
+	CARGO_TARGET_DIR=$(TSAN_DIR) CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER=$(TSAN_DIR)/cc-tsan \
+	CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-Zsanitizer=thread -Zexternal-clangrt --cfg=rustix_use_libc" \
+	/usr/bin/cargo
+$(TSAN_DIR)/cc-tsan: Makefile
+	mkdir -p $(TSAN_DIR)
+	printf '%s\n' '#include <string.h>' \
+		'void *__tsan_memcpy(void *d, const void *s, size_t n) { return memcpy(d, s, n); }' \
+		'void *__tsan_memmove(void *d, const void *s, size_t n) { return memmove(d, s, n); }' \
+		'void *__tsan_memset(void *d, int c, size_t n) { return memset(d, c, n); }' > $(TSAN_DIR)/shim.c
+	cc -O2 -fno-builtin -c -o $(TSAN_DIR)/shim.o $(TSAN_DIR)/shim.c
+	printf '%s\n' '#!/bin/sh' \
+		'case "$$*" in */x86_64-unknown-linux-gnu/*) ;; *) exec cc "$$@" ;; esac' \
+		'exec cc $(shell cc -print-file-name=libtsan_preinit.o) -Wl,--whole-archive $(shell cc -print-file-name=libtsan.a) -Wl,--no-whole-archive "$$@" $(TSAN_DIR)/shim.o -lstdc++ -lrt -ldl -lpthread -lm -lc' \
+		> $@
+	chmod +x $@
+
+test-tsan: cross-tools $(TSAN_DIR)/cc-tsan  ## the Rust core's tests (threads sharing lists and segments) under ThreadSanitizer
+	$(TSAN_CARGO) test -Zbuild-std --target x86_64-unknown-linux-gnu --lib -- --skip list::tests::random_
 
 clean:
 	rm -rf $(VENV) target

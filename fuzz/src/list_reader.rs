@@ -15,13 +15,22 @@
 //! is a failure. After reading, the header is rewritten under the attached
 //! view (a hostile peer) and everything is read again.
 //!
+//! The reader's fast path (loads at header positions `attach` validated,
+//! without re-checking their range) is checked against its slow path (every
+//! access range-checked) on every item, before and after the hostile
+//! rewrites: the same value, or the slow path fails where the fast path
+//! hands over to it. Every `set` is checked the same way against a twin
+//! block written by the slow path alone: the same result, the same bytes.
+//! Debug assertions are on (see Cargo.toml), so the fast path's accessors
+//! also assert their contract.
+//!
 //! Usage: `list_reader [ITERATIONS] [SEED]` (defaults: 200000, from the
 //! clock). Prints one JSON line of figures; exits non-zero on a failure.
 
 use std::cell::RefCell;
 use std::io::Write;
 
-use ferroshm::list::{encoded_size, write_new, ItemRef, ListView, RawMem, Value};
+use ferroshm::list::{encoded_size, write_new, ItemRef, ListError, ListView, RawMem, Value};
 
 const PAGE: usize = 4096;
 const CANARY: u8 = 0xA5;
@@ -378,6 +387,7 @@ struct Stats {
     rejected_at_attach: u64,
     items_read: u64,
     item_errors: u64,
+    fast_reads: u64,
     writes: u64,
     hostile_rewrites: u64,
 }
@@ -390,13 +400,37 @@ fn value_len(v: &Value) -> usize {
     }
 }
 
+fn same_result(a: &Result<Value, ListError>, b: &Result<Value, ListError>) -> bool {
+    match (a, b) {
+        (Ok(x), Ok(y)) => same(x, y),
+        (Err(x), Err(y)) => x == y,
+        _ => false,
+    }
+}
+
 fn read_all(view: &ListView, len: usize, stats: &mut Stats) {
     let n = view.len();
     for i in 0..n {
         stats.items_read += 1;
-        match view.get(i) {
-            Ok(v) => assert!(value_len(&v) <= len, "item {i} longer than the block"),
+        let got = view.get(i);
+        match &got {
+            Ok(v) => assert!(value_len(v) <= len, "item {i} longer than the block"),
             Err(_) => stats.item_errors += 1,
+        }
+        let (fast, slow) = view.read_both_paths(i);
+        assert!(
+            same_result(&got, &slow),
+            "item {i}: get gave {got:?}, the slow path {slow:?}"
+        );
+        match fast {
+            Some(fast) => {
+                stats.fast_reads += 1;
+                assert!(
+                    same_result(&fast, &slow),
+                    "item {i}: the fast path read {fast:?}, the slow path {slow:?}"
+                );
+            }
+            None => assert!(slow.is_err(), "item {i}: only the slow path read {slow:?}"),
         }
         let _ = view.format_of(i);
     }
@@ -443,7 +477,18 @@ fn exercise(input: &[u8], valid: Option<&[Value]>, rng: &mut Rng, stats: &mut St
                 let i = rng.below(n + 1);
                 let item = random_item(rng);
                 stats.writes += 1;
-                if view.set(i, item.as_item()).is_ok() {
+                // The slow path alone, on a twin of the block as it is now.
+                let twin = RawMem::from_bytes(&guarded.contents());
+                let twin = ListView::attach(twin).expect("the same bytes attach again");
+                let slow = twin.set_slow_path(i, item.as_item());
+                let fast = view.set(i, item.as_item());
+                assert_eq!(fast, slow, "set({i}, {item:?})");
+                assert_eq!(
+                    guarded.contents(),
+                    twin.mem().to_vec(),
+                    "set({i}, {item:?}) wrote different bytes on the two paths"
+                );
+                if fast.is_ok() {
                     let got = view.get(i).expect("a written item reads back");
                     assert!(
                         same(&got, &read_back(&item.as_item())),
@@ -530,12 +575,14 @@ fn main() {
     writeln!(
         out,
         "{{\"seed\": {seed}, \"inputs\": {}, \"attached\": {}, \"rejected_at_attach\": {}, \
-         \"items_read\": {}, \"item_errors\": {}, \"writes\": {}, \"hostile_rewrites\": {}}}",
+         \"items_read\": {}, \"item_errors\": {}, \"fast_reads\": {}, \"writes\": {}, \
+         \"hostile_rewrites\": {}}}",
         stats.inputs,
         stats.attached,
         stats.rejected_at_attach,
         stats.items_read,
         stats.item_errors,
+        stats.fast_reads,
         stats.writes,
         stats.hostile_rewrites
     )

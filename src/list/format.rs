@@ -92,6 +92,7 @@ impl Format {
     /// Parse 8 stored bytes. Accepts exactly the formats CPython writes
     /// (`"q"`, `"d"`, `"xxxxxxx?"`, `"xxxxxx?x"`, `"<digits>s"`), followed by
     /// nothing but NUL padding; `None` for anything else.
+    #[inline(always)]
     pub(crate) fn parse(raw: &[u8; 8]) -> Option<Format> {
         // The formats CPython writes most, recognised as one word.
         const INT: u64 = u64::from_ne_bytes(*b"q\0\0\0\0\0\0\0");
@@ -107,6 +108,12 @@ impl Format {
             BYTES8 => return Some(Format::Bytes(8)),
             _ => {}
         }
+        Format::parse_spelled(raw)
+    }
+
+    /// [`Format::parse`] for any spelling but the most common ones.
+    #[inline(never)]
+    fn parse_spelled(raw: &[u8; 8]) -> Option<Format> {
         let text = trim_nuls(raw);
         if text.len() < raw.len() && raw[text.len()..].iter().any(|&b| b != 0) {
             return None; // an embedded NUL: struct would reject it too

@@ -34,9 +34,11 @@ mod writer;
 mod cpython_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod thread_tests;
 
 pub use error::ListError;
-pub use item::{ItemRef, Value};
+pub use item::{ItemRef, RawItem, Value};
 pub use raw::RawMem;
 pub use shared::{SharedList, SharedListError};
 pub use view::ListView;

@@ -9,8 +9,13 @@
 //!   [`RawMem::store_u64`]), so a concurrent reader sees either the old or
 //!   the new value, never a mix of the two;
 //! * single bytes are atomic too ([`RawMem::load_u8`], [`RawMem::store_u8`]);
-//! * runs of bytes are raw-pointer copies into or out of caller-owned
-//!   buffers ([`RawMem::read_into`], [`RawMem::write_from`], [`RawMem::fill`]).
+//! * runs of bytes are copied into or out of caller-owned buffers
+//!   ([`RawMem::read_into`], [`RawMem::write_from`], [`RawMem::fill`]) one
+//!   aligned word (or, at unaligned ends, one byte) at a time, each a relaxed
+//!   atomic access. A run may mix old and new bytes of a concurrent write,
+//!   but no access is a data race, so threads of one process (free-threaded
+//!   Python, Rust threads) may read and write the same bytes under the Rust
+//!   memory model, and ThreadSanitizer has nothing to report.
 //!
 //! Stores use `Release` and loads use `Acquire` ordering: a reader that sees
 //! a stored format word or code byte also sees every byte this process wrote
@@ -18,10 +23,16 @@
 //! of [`ListView::set`](super::ListView::set) meaningful on weakly ordered
 //! CPUs. (On x86-64 both compile to plain moves.)
 //!
-//! Every accessor checks its range with checked arithmetic and returns an
-//! error instead of panicking or touching memory outside the block.
+//! Every public accessor checks its range with checked arithmetic and returns
+//! an error instead of panicking or touching memory outside the block. The
+//! list reader's fast path uses the crate-private `*_unchecked` accessors
+//! instead, only at positions that [`ListView::attach`](super::ListView::attach)
+//! validated against the block's size and alignment (and at slots whose
+//! offsets it has just re-read and checked): they are `unsafe fn`s whose
+//! contract is exactly that, asserted in debug builds (the fuzzer's).
 
 use std::fmt;
+use std::mem::MaybeUninit;
 use std::ptr;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
@@ -32,8 +43,9 @@ use super::ListError;
 ///
 /// It never hands out `&[u8]`/`&mut [u8]` views of the memory. 8-byte values
 /// are single aligned atomic accesses, so a concurrent reader never sees a
-/// torn value; single bytes are atomic too; runs of bytes are raw-pointer
-/// copies into or out of caller-owned buffers. Stores are `Release` and
+/// torn value; single bytes are atomic too; runs of bytes are copied into
+/// or out of caller-owned buffers word by word, each word (or byte, at
+/// unaligned ends) one relaxed atomic access. Stores are `Release` and
 /// loads `Acquire`, so a reader that sees a stored word or byte also sees
 /// every byte written before it. Every access is bounds-checked with checked
 /// arithmetic and returns a [`ListError`] instead of panicking.
@@ -238,47 +250,247 @@ impl RawMem {
         Ok(())
     }
 
-    /// Copy `dst.len()` bytes starting at `off` into `dst`.
+    /// Copy `dst.len()` bytes starting at `off` into `dst`, each aligned
+    /// word (or byte, at unaligned ends) one relaxed atomic load: a copy
+    /// that another writer changes meanwhile may mix old and new bytes,
+    /// which callers validate.
     pub fn read_into(&self, off: usize, dst: &mut [u8]) -> Result<(), ListError> {
         let p = self.range(off, dst.len())?;
-        if dst.is_empty() {
-            return Ok(());
-        }
-        // SAFETY: the source range lies inside the block (checked by `range`)
-        // and is valid for reads per the contract of `new`; `dst` is a
-        // caller-owned buffer, which cannot overlap memory that only this
-        // type accesses through raw pointers. A byte copy stays meaningful
-        // if another process writes the source meanwhile (the copy may then
-        // mix old and new bytes, which callers validate).
-        unsafe { ptr::copy_nonoverlapping(p.cast_const(), dst.as_mut_ptr(), dst.len()) };
+        // SAFETY: the source range lies inside the block (checked by
+        // `range`) and is valid for reads per the contract of `new`.
+        unsafe { copy_out(p, dst) };
         Ok(())
     }
 
-    /// Copy `src` into the block starting at `off`.
+    /// Copy `src` into the block starting at `off`, each aligned word (or
+    /// byte, at unaligned ends) one relaxed atomic store.
     pub fn write_from(&self, off: usize, src: &[u8]) -> Result<(), ListError> {
         self.check_writable()?;
         let p = self.range(off, src.len())?;
-        if src.is_empty() {
-            return Ok(());
-        }
         // SAFETY: the destination range lies inside the block (checked by
         // `range`) and is valid for writes (contract of `new`, `writable`
-        // checked); `src` is caller memory that cannot overlap it.
-        unsafe { ptr::copy_nonoverlapping(src.as_ptr(), p, src.len()) };
+        // checked).
+        unsafe {
+            copy_in(p, src.len(), |at, buf| {
+                buf.copy_from_slice(&src[at..at + buf.len()])
+            })
+        };
         Ok(())
     }
 
-    /// Set `count` bytes starting at `off` to `byte`.
+    /// Set `count` bytes starting at `off` to `byte` (relaxed atomic stores,
+    /// as in [`RawMem::write_from`]).
     pub fn fill(&self, off: usize, count: usize, byte: u8) -> Result<(), ListError> {
         self.check_writable()?;
         let p = self.range(off, count)?;
-        if count == 0 {
-            return Ok(());
-        }
         // SAFETY: the range lies inside the block (checked by `range`) and is
         // valid for writes (contract of `new`, `writable` checked).
-        unsafe { ptr::write_bytes(p, byte, count) };
+        unsafe { copy_in(p, count, |_, buf| buf.fill(byte)) };
         Ok(())
+    }
+
+    // --- The list reader's fast path: positions validated by the caller ---
+
+    /// Read the 8 bytes at `off` as one `u64` (atomic `Acquire` load) without
+    /// checking the range.
+    ///
+    /// # Safety
+    ///
+    /// `off + 8 <= self.len()` and `self.as_ptr() + off` is 8-aligned.
+    #[inline(always)]
+    pub(crate) unsafe fn load_u64_unchecked(&self, off: usize) -> u64 {
+        debug_assert!(off <= self.len.saturating_sub(8) && self.len >= 8);
+        debug_assert!((self.ptr as usize).wrapping_add(off) % 8 == 0);
+        // SAFETY: in bounds and aligned per this function's contract; valid
+        // per the contract of `new`; only ever accessed through atomics or
+        // element-wise atomic copies (see `load_u64`).
+        unsafe { AtomicU64::from_ptr(self.ptr.add(off).cast::<u64>()) }.load(Ordering::Acquire)
+    }
+
+    /// Read the byte at `off` (atomic `Acquire` load) without checking the
+    /// range.
+    ///
+    /// # Safety
+    ///
+    /// `off < self.len()`.
+    #[inline(always)]
+    pub(crate) unsafe fn load_u8_unchecked(&self, off: usize) -> u8 {
+        debug_assert!(off < self.len);
+        // SAFETY: in bounds per this function's contract, valid per the
+        // contract of `new`; `AtomicU8` has alignment 1.
+        unsafe { AtomicU8::from_ptr(self.ptr.add(off)) }.load(Ordering::Acquire)
+    }
+
+    /// Store `v` at `off` in one atomic store of the given ordering, without
+    /// checking the range or whether the block is writable.
+    ///
+    /// # Safety
+    ///
+    /// As for [`RawMem::load_u64_unchecked`], and the block is writable
+    /// ([`RawMem::is_writable`]).
+    #[inline(always)]
+    pub(crate) unsafe fn store_u64_unchecked(&self, off: usize, v: u64, order: Ordering) {
+        debug_assert!(self.writable);
+        debug_assert!(off <= self.len.saturating_sub(8) && self.len >= 8);
+        debug_assert!((self.ptr as usize).wrapping_add(off) % 8 == 0);
+        // SAFETY: in bounds, aligned and writable per this function's
+        // contract; valid per the contract of `new`.
+        unsafe { AtomicU64::from_ptr(self.ptr.add(off).cast::<u64>()) }.store(v, order)
+    }
+
+    /// Store the byte `v` at `off` (atomic `Release` store) without checking
+    /// the range or whether the block is writable.
+    ///
+    /// # Safety
+    ///
+    /// `off < self.len()`, and the block is writable.
+    #[inline(always)]
+    pub(crate) unsafe fn store_u8_unchecked(&self, off: usize, v: u8) {
+        debug_assert!(self.writable && off < self.len);
+        // SAFETY: in bounds and writable per this function's contract; valid
+        // per the contract of `new`; `AtomicU8` has alignment 1.
+        unsafe { AtomicU8::from_ptr(self.ptr.add(off)) }.store(v, Ordering::Release)
+    }
+
+    /// Copy the `n` bytes at `off` into `buf`, as the `n.div_ceil(8)`
+    /// whole words that hold them, each one relaxed atomic load, and return
+    /// the first `n` bytes of the copy.
+    ///
+    /// # Safety
+    ///
+    /// `buf.len() >= n.div_ceil(8)`, `off + 8 * n.div_ceil(8) <= self.len()`
+    /// and `self.as_ptr() + off` is 8-aligned.
+    #[inline(always)]
+    pub(crate) unsafe fn read_bytes_unchecked<'b>(
+        &self,
+        off: usize,
+        n: usize,
+        buf: &'b mut [MaybeUninit<u64>],
+    ) -> &'b [u8] {
+        let words = n.div_ceil(8);
+        debug_assert!(buf.len() >= words);
+        debug_assert!(off
+            .checked_add(8 * words)
+            .is_some_and(|end| end <= self.len));
+        debug_assert!((self.ptr as usize).wrapping_add(off) % 8 == 0);
+        let src = self.ptr.wrapping_add(off).cast::<u64>();
+        for (k, word) in buf[..words].iter_mut().enumerate() {
+            // SAFETY: word `k < words` lies inside the range this function's
+            // contract makes valid and aligned (valid per `new`).
+            word.write(unsafe { AtomicU64::from_ptr(src.add(k)) }.load(Ordering::Relaxed));
+        }
+        // SAFETY: the first `words` elements of `buf` were written just
+        // above, so its first `8 * words >= n` bytes are initialised; `u8`
+        // has alignment 1, and the result borrows `buf`.
+        unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) }
+    }
+
+    /// Store `src` at `off` followed by NULs up to `words` words, each word
+    /// one relaxed atomic store, without checking the range.
+    ///
+    /// # Safety
+    ///
+    /// `src.len() <= 8 * words`, `off + 8 * words <= self.len()`,
+    /// `self.as_ptr() + off` is 8-aligned, and the block is writable.
+    #[inline(always)]
+    pub(crate) unsafe fn write_padded_words_unchecked(&self, off: usize, src: &[u8], words: usize) {
+        debug_assert!(self.writable && src.len() <= 8 * words);
+        debug_assert!(off
+            .checked_add(8 * words)
+            .is_some_and(|end| end <= self.len));
+        debug_assert!((self.ptr as usize).wrapping_add(off) % 8 == 0);
+        let dst = self.ptr.wrapping_add(off).cast::<u64>();
+        let mut chunks = src.chunks_exact(8);
+        let mut k = 0;
+        for chunk in chunks.by_ref() {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            // SAFETY: word `k < words` (src.len() <= 8 * words) lies inside
+            // the writable, aligned range of this function's contract.
+            unsafe { AtomicU64::from_ptr(dst.add(k)) }
+                .store(u64::from_ne_bytes(w), Ordering::Relaxed);
+            k += 1;
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            // SAFETY: as above: `k < words` since `src.len() <= 8 * words`.
+            unsafe { AtomicU64::from_ptr(dst.add(k)) }
+                .store(u64::from_ne_bytes(w), Ordering::Relaxed);
+            k += 1;
+        }
+        while k < words {
+            // SAFETY: `k < words`, inside the range as above.
+            unsafe { AtomicU64::from_ptr(dst.add(k)) }.store(0, Ordering::Relaxed);
+            k += 1;
+        }
+    }
+}
+
+/// Copy `dst.len()` bytes from `src` into `dst`: single bytes up to the
+/// first 8-aligned address, then aligned words, then the last bytes, each
+/// one relaxed atomic load.
+///
+/// # Safety
+///
+/// `src` is valid for reads of `dst.len()` bytes, memory that is only
+/// accessed through atomics (by this process).
+#[inline]
+unsafe fn copy_out(src: *mut u8, dst: &mut [u8]) {
+    let n = dst.len();
+    let mut i = 0;
+    while i < n && (src as usize).wrapping_add(i) % 8 != 0 {
+        // SAFETY: `i < n`: inside the readable range; alignment 1.
+        dst[i] = unsafe { AtomicU8::from_ptr(src.add(i)) }.load(Ordering::Relaxed);
+        i += 1;
+    }
+    while n - i >= 8 {
+        // SAFETY: `i + 8 <= n`: inside the readable range, and the address
+        // is 8-aligned (the loop above reached alignment, and `i` moves by 8).
+        let w = unsafe { AtomicU64::from_ptr(src.add(i).cast::<u64>()) }.load(Ordering::Relaxed);
+        dst[i..i + 8].copy_from_slice(&w.to_ne_bytes());
+        i += 8;
+    }
+    while i < n {
+        // SAFETY: `i < n`: inside the readable range; alignment 1.
+        dst[i] = unsafe { AtomicU8::from_ptr(src.add(i)) }.load(Ordering::Relaxed);
+        i += 1;
+    }
+}
+
+/// Store `n` bytes at `dst`, as `fill(at, buf)` gives them for the bytes
+/// `at..at + buf.len()`: single bytes up to the first 8-aligned address,
+/// then aligned words, then the last bytes, each one relaxed atomic store.
+///
+/// # Safety
+///
+/// `dst` is valid for writes of `n` bytes, memory that is only accessed
+/// through atomics (by this process).
+#[inline]
+unsafe fn copy_in(dst: *mut u8, n: usize, mut fill: impl FnMut(usize, &mut [u8])) {
+    let mut i = 0;
+    let mut one = [0u8; 1];
+    while i < n && (dst as usize).wrapping_add(i) % 8 != 0 {
+        fill(i, &mut one);
+        // SAFETY: `i < n`: inside the writable range; alignment 1.
+        unsafe { AtomicU8::from_ptr(dst.add(i)) }.store(one[0], Ordering::Relaxed);
+        i += 1;
+    }
+    while n - i >= 8 {
+        let mut w = [0u8; 8];
+        fill(i, &mut w);
+        // SAFETY: `i + 8 <= n`: inside the writable range, 8-aligned (as in
+        // `copy_out`).
+        unsafe { AtomicU64::from_ptr(dst.add(i).cast::<u64>()) }
+            .store(u64::from_ne_bytes(w), Ordering::Relaxed);
+        i += 8;
+    }
+    while i < n {
+        fill(i, &mut one);
+        // SAFETY: `i < n`: inside the writable range; alignment 1.
+        unsafe { AtomicU8::from_ptr(dst.add(i)) }.store(one[0], Ordering::Relaxed);
+        i += 1;
     }
 }
 

@@ -393,17 +393,7 @@ pub(super) mod tests {
         assert_eq!(list.len(), 7);
         assert!(!list.is_empty());
         let other = SharedList::open(&name).unwrap();
-        let expected: Vec<Value> = ITEMS
-            .iter()
-            .map(|i| match *i {
-                ItemRef::Int(v) => Value::Int(v),
-                ItemRef::Float(v) => Value::Float(v),
-                ItemRef::Bool(v) => Value::Bool(v),
-                ItemRef::None => Value::None,
-                ItemRef::Str(s) => Value::Str(s.into()),
-                ItemRef::Bytes(b) => Value::Bytes(b.into()),
-            })
-            .collect();
+        let expected: Vec<Value> = ITEMS.iter().map(|&i| Value::from(i)).collect();
         assert_eq!(other.to_vec().unwrap(), expected);
         assert_eq!(other.format().unwrap(), "qdxxxxxxx?xxxxxx?x16s8sq");
         assert_eq!(other.format_of(4).unwrap(), "16s");

@@ -672,15 +672,63 @@ impl Rng {
     }
 }
 
+/// The reader's fast path against its slow path, for item `i` of `view`
+/// (nobody writes concurrently here): a fast-path value is the slow path's,
+/// and where the fast path hands over the slow path fails. `get` gives the
+/// same as the slow path either way. Returns whether the fast path read it.
+fn paths_agree(view: &ListView, i: usize) -> bool {
+    // Floats by their bits: a NaN read twice is the same read.
+    fn key(r: &Result<Value, ListError>) -> Result<Result<Value, u64>, ListError> {
+        match r {
+            Ok(Value::Float(f)) => Ok(Err(f.to_bits())),
+            Ok(v) => Ok(Ok(v.clone())),
+            Err(e) => Err(e.clone()),
+        }
+    }
+    let (fast, slow) = view.read_both_paths(i);
+    assert_eq!(
+        key(&view.get(i)),
+        key(&slow),
+        "item {i}: get and the slow path differ"
+    );
+    match fast {
+        Some(fast) => {
+            assert_eq!(key(&fast), key(&slow), "item {i}: the paths differ");
+            true
+        }
+        None => {
+            assert!(slow.is_err(), "item {i}: only the slow path read {slow:?}");
+            false
+        }
+    }
+}
+
+/// `set` against its slow path: the same result and the same bytes, on two
+/// copies of the block.
+fn set_paths_agree(view: &ListView, i: usize, item: ItemRef<'_>) {
+    let twin = ListView::attach(RawMem::from_bytes(&view.mem().to_vec())).unwrap();
+    let slow = twin.set_slow_path(i, item);
+    let fast = view.set(i, item);
+    assert_eq!(fast, slow, "set({i}, {item:?})");
+    assert_eq!(
+        view.mem().to_vec(),
+        twin.mem().to_vec(),
+        "set({i}, {item:?})"
+    );
+}
+
 /// Everything a binding might do with a block; it may fail but must not
-/// panic, and a failed `set` must leave the bytes alone.
-fn exercise(bytes: &[u8], rng: &mut Rng) {
+/// panic, and a failed `set` must leave the bytes alone. Both paths of the
+/// reader and of `set` agree on every item.
+/// Returns how many items the fast path read.
+fn exercise(bytes: &[u8], rng: &mut Rng) -> usize {
     let Ok(view) = attach_bytes(bytes) else {
-        return;
+        return 0;
     };
     let _ = view.live_len();
+    let mut fast = 0;
     for i in 0..=view.len().min(64) {
-        let _ = view.get(i);
+        fast += usize::from(paths_agree(&view, i));
         let _ = view.format_of(i);
     }
     let _ = view.format();
@@ -694,11 +742,14 @@ fn exercise(bytes: &[u8], rng: &mut Rng) {
     for i in 0..view.len().min(16) {
         let before = view.mem().to_vec();
         let item = writes[rng.below(writes.len())];
+        set_paths_agree(&view, i, item);
+        view.mem().write_from(0, &before).unwrap();
         match view.set(i, item) {
             Ok(()) => assert_eq!(view.get(i).map(|v| v.as_item() == item), Ok(true)),
             Err(_) => assert_eq!(view.mem().to_vec(), before),
         }
     }
+    fast
 }
 
 #[test]
@@ -718,6 +769,7 @@ fn random_corruption_never_panics() {
     let base = bytes_of(&items);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut attached = 0;
+    let mut fast = 0;
     for _ in 0..20_000 {
         let mut buf = base.clone();
         for _ in 0..1 + rng.below(4) {
@@ -735,11 +787,13 @@ fn random_corruption_never_panics() {
             _ => {}
         }
         attached += usize::from(attach_bytes(&buf).is_ok());
-        exercise(&buf, &mut rng);
+        fast += exercise(&buf, &mut rng);
     }
     // Most single-byte corruptions leave the header consistent, so the loop
-    // really exercises get/set/format, not just attach.
+    // really exercises get/set/format, not just attach, and most items on
+    // the fast path.
     assert!(attached > 10_000, "{attached}");
+    assert!(fast > 5 * attached, "{fast} of {attached}");
 }
 
 #[test]
@@ -759,6 +813,7 @@ fn random_structured_blocks_never_panic() {
     ];
     let mut rng = Rng(12345);
     let mut values = 0;
+    let mut fast = 0;
     for _ in 0..20_000 {
         let n = rng.below(6);
         let mut offsets = vec![0usize];
@@ -794,9 +849,10 @@ fn random_structured_blocks_never_panic() {
         if let Ok(view) = attach_bytes(&buf) {
             values += view.get_all().map_or(0, |v| v.len());
         }
-        exercise(&buf, &mut rng);
+        fast += exercise(&buf, &mut rng);
     }
     assert!(values > 500, "{values}");
+    assert!(fast > 5_000, "{fast}");
 }
 
 #[test]

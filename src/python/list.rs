@@ -1,7 +1,7 @@
 //! `ferroshm.ShareableList`: the standard library's class, with item access
 //! going from Python straight into the Rust layout code of `crate::list`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use pyo3::exceptions::{
@@ -15,7 +15,7 @@ use pyo3::types::{
 
 use super::errors::list_error;
 use super::shared_memory::SharedMemoryPy;
-use crate::list::{ItemRef, ListError, ListSizer, ListView, SharedList};
+use crate::list::{ItemRef, ListError, ListSizer, ListView, RawItem, SharedList};
 use crate::segment::Segment;
 
 /// Python objects this module needs from the pure-Python half of the
@@ -173,10 +173,99 @@ pub(crate) fn to_py(py: Python<'_>, item: ItemRef<'_>) -> PyResult<Py<PyAny>> {
     })
 }
 
+/// A list item as the Python object the standard library would return, a
+/// str decoded by Python's own UTF-8 codec: bytes that are not UTF-8 raise
+/// the `UnicodeDecodeError` (message included) that the standard library's
+/// `value.rstrip(b'\x00').decode('utf8')` raises.
+#[inline(always)]
+fn raw_to_py(py: Python<'_>, item: RawItem<'_>) -> PyResult<Py<PyAny>> {
+    Ok(match item {
+        RawItem::Int(v) => v.into_pyobject(py)?.into_any().unbind(),
+        RawItem::Float(v) => PyFloat::new(py, v).into_any().unbind(),
+        RawItem::Bool(v) => PyBool::new(py, v).to_owned().into_any().unbind(),
+        RawItem::None => py.None(),
+        RawItem::Str(b) => PyString::from_bytes(py, b)?.into_any().unbind(),
+        RawItem::Bytes(b) => PyBytes::new(py, b).into_any().unbind(),
+    })
+}
+
+/// Item `i` of `view` (which must be below its length) as a Python object.
+#[inline(always)]
+fn read_item(py: Python<'_>, view: &ListView, i: usize) -> PyResult<Py<PyAny>> {
+    match view.get_raw_with(i, |item| raw_to_py(py, item)) {
+        Ok(object) => object,
+        Err(e) => Err(list_error(py, e, false)),
+    }
+}
+
 /// Where an index points.
 enum Position<'py> {
     At(usize),
     Slice(Bound<'py, PySlice>),
+}
+
+/// Resolve a Python index into a list of `n` items the way list does: ints
+/// (and objects with __index__) in [-n, n), or a slice.
+#[inline(always)]
+fn position<'py>(
+    py: Python<'_>,
+    n: usize,
+    index: &Bound<'py, PyAny>,
+    setting: bool,
+) -> PyResult<Position<'py>> {
+    match index.cast::<PyInt>() {
+        Ok(i) => match i.extract::<isize>() {
+            Ok(i) => at(py, n, i, setting),
+            Err(_) => Err(index_too_large("int")),
+        },
+        Err(_) => other_position(py, n, index, setting),
+    }
+}
+
+/// The position of index `i` (negative: from the end) in a list of `n`
+/// items, or the IndexError list raises.
+#[inline(always)]
+fn at<'py>(py: Python<'_>, n: usize, i: isize, setting: bool) -> PyResult<Position<'py>> {
+    let n = n as isize;
+    let j = if i < 0 { i + n } else { i };
+    if j < 0 || j >= n {
+        return Err(list_error(py, ListError::IndexOutOfRange, setting));
+    }
+    Ok(Position::At(j as usize))
+}
+
+fn index_too_large(type_name: &str) -> PyErr {
+    PyIndexError::new_err(format!(
+        "cannot fit '{type_name}' into an index-sized integer"
+    ))
+}
+
+/// [`position`] for an index that is not an int: a slice, or an object
+/// with __index__ (resolved as an int would be).
+#[cold]
+#[inline(never)]
+fn other_position<'py>(
+    py: Python<'_>,
+    n: usize,
+    index: &Bound<'py, PyAny>,
+    setting: bool,
+) -> PyResult<Position<'py>> {
+    if let Ok(s) = index.cast::<PySlice>() {
+        return Ok(Position::Slice(s.clone()));
+    }
+    if index.hasattr("__index__")? {
+        return match index.call_method0("__index__")?.extract::<isize>() {
+            Ok(i) => at(py, n, i, setting),
+            Err(e) if e.is_instance_of::<PyOverflowError>(py) => {
+                Err(index_too_large(&index.get_type().name()?.to_string()))
+            }
+            Err(e) => Err(e),
+        };
+    }
+    Err(PyTypeError::new_err(format!(
+        "ShareableList indices must be integers or slices, not {}",
+        index.get_type().name()?
+    )))
 }
 
 /// A list whose items live in shared memory, byte-compatible with
@@ -298,55 +387,10 @@ impl ShareableListPy {
         Ok(attached.list.view())
     }
 
-    /// Resolve a Python index the way list does: ints (and objects with
-    /// __index__) in [-len, len), or a slice.
-    fn position<'py>(
-        &self,
-        py: Python<'_>,
-        index: &Bound<'py, PyAny>,
-        setting: bool,
-    ) -> PyResult<Position<'py>> {
-        let n = self.view()?.len();
-        let i: isize = if let Ok(i) = index.cast::<PyInt>() {
-            match i.extract::<isize>() {
-                Ok(i) => i,
-                Err(_) => {
-                    return Err(PyIndexError::new_err(
-                        "cannot fit 'int' into an index-sized integer",
-                    ))
-                }
-            }
-        } else if let Ok(s) = index.cast::<PySlice>() {
-            return Ok(Position::Slice(s.clone()));
-        } else if index.hasattr("__index__")? {
-            match index.call_method0("__index__")?.extract::<isize>() {
-                Ok(i) => i,
-                Err(e) if e.is_instance_of::<PyOverflowError>(py) => {
-                    return Err(PyIndexError::new_err(format!(
-                        "cannot fit '{}' into an index-sized integer",
-                        index.get_type().name()?
-                    )))
-                }
-                Err(e) => return Err(e),
-            }
-        } else {
-            return Err(PyTypeError::new_err(format!(
-                "ShareableList indices must be integers or slices, not {}",
-                index.get_type().name()?
-            )));
-        };
-        let n = n as isize;
-        let j = if i < 0 { i + n } else { i };
-        if j < 0 || j >= n {
-            return Err(list_error(py, ListError::IndexOutOfRange, setting));
-        }
-        Ok(Position::At(j as usize))
-    }
-
+    /// Item `i` (below the length) as a Python object.
+    #[inline(always)]
     fn get(&self, py: Python<'_>, i: usize) -> PyResult<Py<PyAny>> {
-        self.view()?
-            .get_with(i, |item| to_py(py, item))
-            .map_err(|e| list_error(py, e, false))?
+        read_item(py, self.view()?, i)
     }
 
     fn open(shm: Bound<'_, PyAny>) -> PyResult<Opened> {
@@ -549,10 +593,10 @@ impl ShareableListPy {
     }
 
     fn __getitem__(&self, py: Python<'_>, index: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        match self.position(py, index, false)? {
-            Position::At(i) => self.get(py, i),
+        let view = self.view()?;
+        match position(py, view.len(), index, false)? {
+            Position::At(i) => read_item(py, view, i),
             Position::Slice(slice) => {
-                let view = self.view()?;
                 let ind = slice.indices(view.len() as isize)?;
                 let out = PyList::empty(py);
                 let mut i = ind.start;
@@ -571,16 +615,15 @@ impl ShareableListPy {
         index: &Bound<'_, PyAny>,
         value: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let i = match self.position(py, index, true)? {
+        let view = self.view()?;
+        let i = match position(py, view.len(), index, true)? {
             Position::At(i) => i,
             Position::Slice(_) => return Err(PyTypeError::new_err(
                 "ShareableList does not support slice assignment (its length and slots are fixed)",
             )),
         };
         let item = to_item(py, value)?;
-        self.view()?
-            .set(i, item)
-            .map_err(|e| list_error(py, e, true))
+        view.set(i, item).map_err(|e| list_error(py, e, true))
     }
 
     /// The number of items, read from shared memory on every call as the
@@ -595,7 +638,7 @@ impl ShareableListPy {
         let n = slf.get().view()?.len() as isize;
         Ok(ListIter {
             list: slf.unbind(),
-            next: 0,
+            next: AtomicIsize::new(0),
             stop: n,
             step: 1,
         })
@@ -605,7 +648,7 @@ impl ShareableListPy {
         let n = slf.get().view()?.len() as isize;
         Ok(ListIter {
             list: slf.unbind(),
-            next: n - 1,
+            next: AtomicIsize::new(n - 1),
             stop: -1,
             step: -1,
         })
@@ -741,12 +784,46 @@ impl ShareableListPy {
 
 /// Iterator over a ShareableList (forwards or backwards), reading each item
 /// when it is reached.
-#[pyclass(module = "ferroshm._native")]
+///
+/// It may be shared between threads (free-threaded Python): each call of
+/// `__next__` claims the next position with one atomic compare-and-swap, so
+/// threads that share one iterator get every item exactly once between
+/// them, none twice and none lost, each in the order of its own calls.
+/// Once it is exhausted it stays exhausted. A position whose read fails (a
+/// closed list, a corrupt item) is used up all the same: the next call goes
+/// on with the next item.
+#[pyclass(module = "ferroshm._native", frozen)]
 pub(crate) struct ListIter {
     list: Py<ShareableListPy>,
-    next: isize,
+    /// The next position to hand out; it moves from the start towards
+    /// `stop` by `step`, and never past `stop`.
+    next: AtomicIsize,
     stop: isize,
     step: isize,
+}
+
+impl ListIter {
+    /// Claim the next position, or `None` once every one was claimed.
+    #[inline(always)]
+    fn claim(&self) -> Option<usize> {
+        // Relaxed is enough: the counter orders nothing but itself, and the
+        // item is read from memory the list owns, not published through it.
+        let mut i = self.next.load(Ordering::Relaxed);
+        loop {
+            if i == self.stop {
+                return None;
+            }
+            match self.next.compare_exchange_weak(
+                i,
+                i + self.step,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(i as usize),
+                Err(now) => i = now,
+            }
+        }
+    }
 }
 
 #[pymethods]
@@ -755,17 +832,16 @@ impl ListIter {
         slf
     }
 
-    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        if self.next == self.stop {
-            return Ok(None);
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        match self.claim() {
+            Some(i) => self.list.get().get(py, i).map(Some),
+            None => Ok(None),
         }
-        let i = self.next as usize;
-        self.next += self.step;
-        self.list.get().get(py, i).map(Some)
     }
 
     fn __length_hint__(&self) -> usize {
-        ((self.stop - self.next) / self.step) as usize
+        let next = self.next.load(Ordering::Relaxed);
+        ((self.stop - next) / self.step) as usize
     }
 }
 

@@ -156,15 +156,39 @@ pub(crate) fn has_name(name: &str) -> bool {
     with_registry(|r| r.registered.contains_key(name))
 }
 
-fn remember(cmd: Cmd, name: &str, identity: Option<(u64, u64)>) {
-    with_registry(|r| match cmd {
-        Cmd::Register => {
-            r.registered.insert(name.to_owned(), identity);
+impl Registry {
+    fn note(&mut self, cmd: Cmd, name: &str, identity: Option<(u64, u64)>) {
+        match cmd {
+            Cmd::Register => {
+                self.registered.insert(name.to_owned(), identity);
+            }
+            Cmd::Unregister => {
+                self.registered.remove(name);
+            }
         }
-        Cmd::Unregister => {
-            r.registered.remove(name);
+    }
+}
+
+/// Write `msg` to the tracker's pipe `fd` and note what it says in the
+/// registry, under the registry's lock: the registry's order is the pipe's,
+/// so two threads sending REGISTER and UNREGISTER of one name never leave it
+/// saying "registered" after an UNREGISTER reached the tracker last.
+fn write_noted(
+    fd: i32,
+    msg: &[u8],
+    cmd: Cmd,
+    names: &[&str],
+    identity: Option<(u64, u64)>,
+) -> bool {
+    with_registry(|r| {
+        let sent = write_to_fd(fd, msg).is_ok();
+        if sent {
+            for name in names {
+                r.note(cmd, name, identity);
+            }
         }
-    });
+        sent
+    })
 }
 
 /// A tracker command.
@@ -441,7 +465,7 @@ pub(crate) fn announcement(py: Python<'_>, name: &str) -> PyResult<Option<Announ
 /// Record that the announcement's REGISTER of `name` (for `identity`) was
 /// written.
 pub(crate) fn announced(name: &str, identity: (u64, u64)) {
-    remember(Cmd::Register, name, Some(identity));
+    with_registry(|r| r.note(Cmd::Register, name, Some(identity)));
 }
 
 /// Send `cmd` for segment `name` (its OS name, with the leading '/') to
@@ -472,8 +496,7 @@ pub(crate) fn send(
     let format = format_for(py, stdlib, name)?;
     let msg = checked_message(cmd, name, format)?;
     if let Some(fd) = direct_fd(py, stdlib, false)? {
-        if write_to_fd(fd, &msg).is_ok() {
-            remember(cmd, name, identity);
+        if write_noted(fd, &msg, cmd, &[name], identity) {
             return Ok(());
         }
         // The tracker is gone: let the standard library relaunch it.
@@ -507,10 +530,8 @@ pub(crate) fn send_all(py: Python<'_>, cmd: Cmd, names: &[String]) -> PyResult<(
     }
     if batch.len() <= pipe_buf() {
         if let Some(fd) = direct_fd(py, stdlib, false)? {
-            if write_to_fd(fd, &batch).is_ok() {
-                for name in names {
-                    remember(cmd, name, None);
-                }
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            if write_noted(fd, &batch, cmd, &names, None) {
                 return Ok(());
             }
         }

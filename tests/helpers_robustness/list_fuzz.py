@@ -235,17 +235,23 @@ def exercise(raw: bytes, hostile, valid: bool = False) -> None:
 hostile_rewrites = st.lists(st.tuples(st.integers(0, 64), word_values), max_size=3)
 
 
-def main() -> int:
-    examples = int(os.environ.get("FERROSHM_FUZZ_EXAMPLES") or 600)
-    limit_address_space()
-    config = settings(
-        max_examples=examples,
+def fuzz_settings(default_examples: int):
+    """The hypothesis settings of the list fuzzers: $FERROSHM_FUZZ_EXAMPLES
+    examples a strategy (``default_examples`` when unset), no deadline, no
+    database, no health checks, generation and shrinking only."""
+    return settings(
+        max_examples=int(os.environ.get("FERROSHM_FUZZ_EXAMPLES") or default_examples),
         deadline=None,
         database=None,
         suppress_health_check=list(HealthCheck),
         phases=[Phase.generate, Phase.shrink],
         print_blob=True,
     )
+
+
+def main() -> int:
+    limit_address_space()
+    config = fuzz_settings(600)
 
     @config
     @given(raw=st.binary(max_size=600), hostile=hostile_rewrites)
