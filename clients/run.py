@@ -48,6 +48,10 @@ MODES = ("stdlib", "ferroshm")
 # How long a run's leftover processes (resource trackers) get to unlink what
 # they track once pytest has exited, before /dev/shm is read.
 SETTLE_SECONDS = 10.0
+# How long the interpreter running pytest may take to exit once pytest is
+# done (multiprocessing joins the children the tests left) before it is
+# killed and the run reported as hung at exit.
+EXIT_GRACE_SECONDS = 60.0
 
 
 # --------------------------------------------------------------------------- environment
@@ -131,6 +135,24 @@ def pytest_config(tree: Path) -> Path | None:
     return None
 
 
+def stop(proc: subprocess.Popen) -> int:
+    """End a run cut short, leaving its resource trackers to unlink what they track.
+
+    SIGTERM to pytest's process group ends pytest and the processes its tests
+    started; the standard library's resource tracker ignores SIGTERM (and
+    SIGINT), so it lives on, sees its last client go and unlinks what is
+    still registered, as it would after a normal exit. Without that, the
+    segments it tracks would be reported as left behind. (SIGKILL follows for
+    what is left once /dev/shm has settled.)
+    """
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        return proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
 def inner(args) -> int:
     """Inside the private mount namespace: a tmpfs on /dev/shm, pytest, then what is left."""
     subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=1777", "tmpfs", SHM], check=True)
@@ -145,13 +167,19 @@ def inner(args) -> int:
     with open(args.log, "w") as log:
         proc = subprocess.Popen(cmd, cwd=args.cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
-        timed_out = False
-        try:
-            returncode = proc.wait(timeout=args.timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            os.killpg(proc.pid, signal.SIGKILL)
-            returncode = proc.wait()
+        timed_out = hung_at_exit = False
+        done = Path(args.outcomes + ".done")
+        finished = None  # when pytest said it was done
+        while (returncode := proc.poll()) is None:
+            now = time.monotonic()
+            if finished is None and done.exists():
+                finished = now
+            if now - start > args.timeout or (finished is not None and now - finished > EXIT_GRACE_SECONDS):
+                timed_out = finished is None
+                hung_at_exit = finished is not None
+                returncode = stop(proc)
+                break
+            time.sleep(0.2)
     seconds = time.monotonic() - start
     deadline = time.monotonic() + SETTLE_SECONDS
     while os.listdir(SHM) and time.monotonic() < deadline:
@@ -166,6 +194,7 @@ def inner(args) -> int:
     Path(args.result).write_text(json.dumps({
         "returncode": returncode,
         "timed_out": timed_out,
+        "hung_at_exit": hung_at_exit,
         "seconds": round(seconds, 1),
         "leftovers": sorted(os.listdir(SHM)),
     }))
@@ -267,6 +296,7 @@ def compare(lib: Library, venv: Path, sdist: Path, work: Path, reruns: int, reru
         "counts": {mode: dict(runs[mode].counts()) for mode in MODES},
         "seconds": {mode: runs[mode].result["seconds"] for mode in MODES},
         "timed_out": {mode: runs[mode].result["timed_out"] for mode in MODES},
+        "hung_at_exit": {mode: runs[mode].result.get("hung_at_exit", False) for mode in MODES},
         "processes": {mode: dict(runs[mode].processes) for mode in MODES},
         "leftovers": {mode: runs[mode].result["leftovers"] for mode in MODES},
         "extra_leftovers_by_test": extra_left,
@@ -309,6 +339,11 @@ def report(results: list[dict]) -> bool:
             if r["timed_out"][mode]:
                 ok = False
                 print(f"  the {mode} run hit its time limit")
+        if r["hung_at_exit"]["ferroshm"] and not r["hung_at_exit"]["stdlib"]:
+            ok = False
+            print(f"  the ferroshm run did not exit within {EXIT_GRACE_SECONDS:.0f} s of pytest's end (killed)")
+        elif r["hung_at_exit"]["stdlib"]:
+            print(f"  the stdlib run did not exit within {EXIT_GRACE_SECONDS:.0f} s of pytest's end (killed)")
         unpatched = sum(n for impl, n in procs["ferroshm"].items() if impl != "ferroshm.shared_memory")
         if unpatched:
             ok = False

@@ -7,7 +7,7 @@ first line of the failure's message, and the names that appeared in /dev/shm
 while it ran and were still there when it finished (so that a segment left at
 the end can be traced to the test that made it). One line per test, written
 as it finishes, so a run cut short by its time limit still reports the tests
-it did run.
+it did run. When pytest is done it creates FERROSHM_CLIENTS_OUTCOMES + ".done".
 """
 
 from __future__ import annotations
@@ -87,6 +87,15 @@ class _Recorder:
     def _write(self, test: dict) -> None:
         with open(self.path, "a", encoding="utf-8") as out:
             out.write(json.dumps(test) + "\n")
+
+
+def pytest_unconfigure(config):
+    # pytest is done; what remains is the interpreter's exit (multiprocessing
+    # joins its children then). clients/run.py gives that a grace period.
+    path = os.environ.get("FERROSHM_CLIENTS_OUTCOMES")
+    if path:
+        with open(path + ".done", "w", encoding="utf-8"):
+            pass
 
 
 def pytest_configure(config):
