@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(abspath $(VENV))
 
 .PHONY: help demo test build build-dev test-rust test-stubs test-python bench lint clean fuzz \
-	wheels test-wheels test-matrix sid-chroot test-tsan wheels-ft \
+	wheels test-wheels test-matrix sid-chroot test-tsan wheels-ft test-clients \
 	cross-tools test-windows check-macos build-windows
 
 help:  ## list the targets
@@ -100,6 +100,20 @@ wheels-ft: $(VENV)/.wheel-deps  ## cp314t/cp315t wheels (free-threaded; built an
 		$(VENV)/bin/auditwheel show $$w | grep manylinux_2_17_x86_64 >/dev/null && echo "$$w: manylinux_2_17_x86_64" \
 		|| exit 1; \
 	done
+
+# `make test-clients`: the real-client suite (README "Real-client suite";
+# clients/run.py). A release wheel of ferroshm for $(PY)'s interpreter, then
+# each library of clients/libraries.py: its own tests from its pinned sdist,
+# on the stdlib and with ferroshm patched into every process, each run in a
+# private /dev/shm; fails on any test whose outcome differs and on segments
+# ferroshm leaves. Its venv, sdists and logs go to target/clients/.
+# CLIENTS="pyshmem shmlock" runs only those.
+CLIENTS ?=
+CLIENTS_WHEEL_DIR := target/clients/wheel
+test-clients: $(VENV)/.deps  ## third-party libraries' own tests, stdlib vs a ferroshm wheel patched in
+	rm -rf $(CLIENTS_WHEEL_DIR)
+	$(VENV)/bin/maturin build --release --quiet --interpreter $(PY) --out $(CLIENTS_WHEEL_DIR)
+	$(PY) clients/run.py run --wheel $(CLIENTS_WHEEL_DIR)/ferroshm-*.whl $(if $(CLIENTS),--only $(CLIENTS))
 
 bench: build  ## side-by-side benchmark against the standard library
 	$(PY) benches/bench.py
