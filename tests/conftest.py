@@ -66,3 +66,16 @@ def run_python(code: str, *, timeout: float = 60, env: dict | None = None, check
             f"child exited with {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
         )
     return proc
+
+
+def stdlib_can_track(name: str) -> bool:
+    """Whether the running standard library's resource tracker can carry
+    ``name`` (OS name, leading '/'): the line format before 3.14 (ASCII, no
+    ':' or newline); from 3.14 a name with a newline goes as JSON, and so
+    does every name when ``_use_simple_format`` is off (as in 3.15)."""
+    from multiprocessing import resource_tracker
+
+    if not hasattr(resource_tracker, "_decode_message"):
+        return name.isascii() and ":" not in name and "\n" not in name
+    simple = getattr(resource_tracker._resource_tracker, "_use_simple_format", True) and "\n" not in name
+    return name.isascii() if simple else len(name.encode()) <= 255

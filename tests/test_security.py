@@ -19,7 +19,7 @@ import pytest
 from ferroshm import ShareableList, SharedMemory
 from ferroshm import shared_memory as fsm
 
-from conftest import SHM_DIR, run_python, segments
+from conftest import SHM_DIR, run_python, segments, stdlib_can_track
 
 NOBODY = 65534
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to act as another user")
@@ -241,11 +241,15 @@ def test_segments_of_another_uid_are_refused_to_us_too(shm_name):
 
 # --- names are validated before any system call ------------------------------
 
+# Names the running resource tracker cannot carry are bad for tracked
+# segments; which they are depends on the version (see stdlib_can_track).
 BAD_NAMES = [
     ("nul", "\0a", ValueError, "embedded null character"),
-    ("colon", "a:b", ValueError, "cannot be tracked"),
-    ("newline", "a\nb", ValueError, "cannot be tracked"),
-    ("non-ascii", "caf\u00e9", ValueError, "cannot be tracked"),
+    *[
+        (label, suffix, ValueError, "cannot be tracked")
+        for label, suffix in [("colon", "a:b"), ("newline", "a\nb"), ("non-ascii", "caf\u00e9")]
+        if not stdlib_can_track("/x" + suffix)
+    ],
     ("slash", "a/b", OSError, "Invalid argument"),
     ("too long", "x" * 300, OSError, "Invalid argument"),
 ]

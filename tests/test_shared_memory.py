@@ -18,7 +18,7 @@ import ferroshm
 from ferroshm import SharedMemory
 from ferroshm import shared_memory as fsm
 
-from conftest import SHM_DIR, run_python, segments
+from conftest import SHM_DIR, run_python, segments, stdlib_can_track
 
 
 # --- the standard library's behaviour ---------------------------------------
@@ -364,17 +364,6 @@ def test_failed_tracker_registration_removes_what_it_created(monkeypatch, shm_na
         shm.unlink()
 
 
-def stdlib_can_track(name: str) -> bool:
-    """Whether the running standard library's tracker writer can send
-    ``name`` (OS name): line format before 3.14 (ASCII, no ':' or newline);
-    3.14+ sends names with a newline (and, with ``_use_simple_format`` off,
-    as in 3.15, every name) as JSON."""
-    if not hasattr(resource_tracker, "_decode_message"):
-        return name.isascii() and ":" not in name and "\n" not in name
-    simple = getattr(resource_tracker._resource_tracker, "_use_simple_format", True) and "\n" not in name
-    return name.isascii() if simple else len(name.encode()) <= 255
-
-
 TRACKER_NAMES = ["a:b", "caf\u00e9", "a\nb", ":x:\ny:"]
 
 
@@ -439,8 +428,13 @@ def test_tracker_messages_are_the_standard_librarys_byte_for_byte(simple_format)
             # What the running tracker cannot parse (before 3.14, a name
             # with ':', which the stdlib sends anyway: gh-98896).
             assert got["ferroshm"] == "refused", name
-    if simple_format != "false":
+    line_format = not hasattr(resource_tracker, "_decode_message") or simple_format == "true" or (
+        simple_format == "default" and getattr(resource_tracker._resource_tracker, "_use_simple_format", True)
+    )
+    if line_format:
         assert results[0]["ferroshm"] == ["REGISTER:/psm_0123abcd:shared_memory"]
+    else:
+        assert results[0]["ferroshm"][0].startswith('{"cmd":"REGISTER"')
 
 
 def stdlib_can_track_in(name, simple_format):

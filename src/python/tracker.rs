@@ -261,7 +261,13 @@ fn refusal(name: &str, format: Format) -> Option<&'static str> {
         Format::Simple if !name.is_ascii() => Some(
             "this Python's resource tracker carries only ASCII names (non-ASCII names from Python 3.15)",
         ),
-        Format::Json if bytes.len() > MAX_JSON_NAME => {
+        // Only for names the OS would take (at most 255 bytes after the
+        // slash): a longer one is the OS's EINVAL, as for the standard
+        // library, whose tracker never sees it.
+        Format::Json
+            if bytes.len() > MAX_JSON_NAME
+                && name.trim_start_matches('/').len() <= MAX_JSON_NAME =>
+        {
             Some("the resource tracker carries names of at most 255 UTF-8 bytes")
         }
         _ => None,
