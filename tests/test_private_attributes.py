@@ -139,6 +139,20 @@ def test_fd_after_the_name_is_gone_is_minus_one(shm_name):
     shm.close()
 
 
+def test_fd_never_opens_another_object_under_the_name(shm_name):
+    """The name unlinked through another handle and re-created: ``_fd`` of
+    the first creator is not a descriptor of the new object (its own object
+    is found from the mapping)."""
+    first = ferroshm.SharedMemory(shm_name, create=True, size=100)
+    ferroshm.SharedMemory(shm_name, track=False).unlink()
+    with ferroshm.SharedMemory(shm_name, create=True, size=200) as second:
+        assert first._fd == -1
+        assert first._identity != second._identity
+        assert os.fstat(second._fd).st_size == 200
+        second.unlink()
+    first.close()  # (its registration, of the same name, went with second's unlink)
+
+
 def test_mmap_is_an_mmap_of_the_segment(impl, shm_name):
     shm = impl(shm_name, create=True, size=mmap.PAGESIZE * 2)
     try:

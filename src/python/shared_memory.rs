@@ -513,12 +513,19 @@ impl SharedMemoryPy {
         // else could.
         let bound = name.bind(py);
         let path = bound.cast::<PyString>()?.to_str()?;
-        let identity = seg.identity();
+        // The object's identity lets a later attach in this process skip
+        // its REGISTER; a create does not look it up for that (an attach
+        // after it then registers once more, which changes nothing).
+        let identity = if seg.created() {
+            None
+        } else {
+            Some(seg.identity())
+        };
         let registered = if announced {
             tracker::announced(path, identity);
             Ok(())
         } else if tracked {
-            tracker::send(py, Cmd::Register, path, Some(identity))
+            tracker::send(py, Cmd::Register, path, identity)
         } else {
             Ok(())
         };

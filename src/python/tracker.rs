@@ -468,10 +468,10 @@ pub(crate) fn announcement(py: Python<'_>, name: &str) -> PyResult<Option<Announ
     }))
 }
 
-/// Record that the announcement's REGISTER of `name` (for `identity`) was
-/// written.
-pub(crate) fn announced(name: &str, identity: (u64, u64)) {
-    with_registry(|r| r.note(Cmd::Register, name, Some(identity)));
+/// Record that the announcement's REGISTER of `name` was written (for the
+/// object `identity`, when known).
+pub(crate) fn announced(name: &str, identity: Option<(u64, u64)>) {
+    with_registry(|r| r.note(Cmd::Register, name, identity));
 }
 
 /// Send `cmd` for segment `name` (its OS name, with the leading '/') to

@@ -163,7 +163,14 @@ pub struct Segment {
     name: String,
     map: Mapping,
     created: bool,
+    /// [`UNLINKS`] when this segment was opened: while it has not changed,
+    /// the segment's name still refers to the object this process created
+    /// under it (only another process could have unlinked it).
+    unlinks_at_open: u64,
 }
+
+/// How many names this process has unlinked (through [`unlink`]).
+static UNLINKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// One mapping of a segment's memory, with what the platform keeps beside
 /// it ([`os::Keep`]: Windows, the section's handle). Unmapped on drop.
@@ -171,7 +178,10 @@ struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
     writable: bool,
-    identity: (u64, u64),
+    /// (device, inode): known from the `fstat` of an open, or (Linux, a
+    /// segment this call created and sized, which needs no `fstat`) found
+    /// on first use, from the mapping itself ([`os::mapping_identity`]).
+    identity: std::sync::OnceLock<(u64, u64)>,
     /// Dropped after the memory is unmapped (fields drop after `drop`).
     _keep: os::Keep,
 }
@@ -248,11 +258,13 @@ impl Segment {
         hook_first: bool,
     ) -> Result<Segment, SegmentError> {
         check_nul(name)?;
+        let unlinks_at_open = UNLINKS.load(std::sync::atomic::Ordering::Relaxed);
         let (map, created) = os::open_and_map(name, opts, hook, hook_first)?;
         Ok(Segment {
             name: name.to_owned(),
             map,
             created,
+            unlinks_at_open,
         })
     }
 
@@ -287,11 +299,13 @@ impl Segment {
             reserve,
             ..OpenOptions::create(size)
         };
+        let unlinks_at_open = UNLINKS.load(std::sync::atomic::Ordering::Relaxed);
         let map = os::open_placeholder(name, &opts)?;
         Ok(Segment {
             name: name.to_owned(),
             map,
             created: false,
+            unlinks_at_open,
         })
     }
 
@@ -315,14 +329,31 @@ impl Segment {
         self.map.len == 0
     }
 
-    /// Device and inode of the object when it was opened: two handles with
+    /// Device and inode of the object this segment maps: two handles with
     /// the same identity map the same object, and an object re-created
     /// under the same name has a different one. On Windows, where sections
     /// have no inode, `(0, hash of the name)`: a name refers to one section
     /// while any handle to it lives, so live handles compare correctly, but
     /// a section re-created after all handles closed looks the same.
+    ///
+    /// A segment this handle created on Linux learns it on the first call
+    /// (so that creating costs no `fstat`): from its name, which refers to
+    /// the object this handle created exclusively, or, once this process
+    /// has unlinked a name since (or the name is gone), from the kernel's
+    /// record of this mapping (`/proc/self/maps`). Limit: another process
+    /// that unlinks the name and creates another object under it before
+    /// the first call makes the name give that object's identity.
     pub fn identity(&self) -> (u64, u64) {
-        self.map.identity
+        *self
+            .map
+            .identity
+            .get_or_init(|| os::mapping_identity(self.map.ptr, &self.name, self.name_is_ours()))
+    }
+
+    /// Whether this segment's name can be trusted to refer to its object
+    /// (see `unlinks_at_open`), for finding an identity not looked up yet.
+    fn name_is_ours(&self) -> bool {
+        UNLINKS.load(std::sync::atomic::Ordering::Relaxed) == self.unlinks_at_open
     }
 
     /// Whether the mapping may be written.
@@ -372,7 +403,20 @@ impl Segment {
     /// `SharedMemory._fd`.) Unix only.
     #[cfg(unix)]
     pub fn reopen(&self) -> io::Result<std::os::fd::OwnedFd> {
-        os::reopen(&self.name, self.writable(), self.identity())
+        use std::os::fd::AsFd;
+        let fd = os::open_existing(&self.name, self.writable())?;
+        let found = os::fd_identity(fd.as_fd())?;
+        // A segment created without its identity looked up (see
+        // `identity`) takes the one its name gives, while that is its own.
+        let mine = if self.name_is_ours() {
+            *self.map.identity.get_or_init(|| found)
+        } else {
+            self.identity()
+        };
+        if mine != found {
+            return Err(io::Error::from_raw_os_error(libc::ESTALE));
+        }
+        Ok(fd)
     }
 
     /// Remove this segment's name from the system (`shm_unlink`). The memory
@@ -402,6 +446,7 @@ pub fn unlink(name: &str) -> io::Result<()> {
             "embedded null character",
         ));
     }
+    UNLINKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     os::unlink(name)
 }
 
@@ -627,6 +672,30 @@ mod tests {
         // The mapping outlives the name.
         other.read_at(4090, &mut got);
         assert_eq!(&got, b"abcdefg");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_created_segment_knows_its_identity_without_fstat() {
+        use std::os::unix::fs::MetadataExt;
+        let name = unique("id");
+        let seg = Segment::create(&name, 5000).unwrap();
+        let meta = std::fs::metadata(format!("/dev/shm/{}", reported_name(&name))).unwrap();
+        // Found from the mapping (this create made no fstat), and equal to
+        // what an attach's fstat gives.
+        assert_eq!(seg.identity(), (meta.dev(), meta.ino()));
+        assert_eq!(Segment::open(&name).unwrap().identity(), seg.identity());
+        // Still the mapped object's once the name is gone or re-created.
+        seg.unlink().unwrap();
+        let other = Segment::create(&name, 64).unwrap();
+        assert_eq!(seg.identity(), (meta.dev(), meta.ino()));
+        assert_ne!(other.identity(), seg.identity());
+        other.unlink().unwrap();
+        // First asked once the name is gone: from /proc/self/maps.
+        let third = Segment::create(&name, 64).unwrap();
+        let meta = std::fs::metadata(format!("/dev/shm/{}", reported_name(&name))).unwrap();
+        third.unlink().unwrap();
+        assert_eq!(third.identity(), (meta.dev(), meta.ino()));
     }
 
     #[test]

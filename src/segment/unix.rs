@@ -174,7 +174,11 @@ pub(super) fn open_placeholder(name: &str, opts: &OpenOptions) -> Result<Mapping
     if st.st_size != 0 {
         return Err(io::Error::from(Errno::EXIST).into());
     }
-    size_and_map(fd.as_fd(), opts.size, opts)
+    let map = size_and_map(fd.as_fd(), opts.size, opts)?;
+    // Known from the fstat above (the name is the server's, not ours).
+    #[allow(clippy::unnecessary_cast)] // dev_t/ino_t widths differ by platform
+    let _ = map.identity.set((st.st_dev as u64, st.st_ino as u64));
+    Ok(map)
 }
 
 /// Size a new object (`size`: only the call that created it sizes it;
@@ -193,8 +197,21 @@ fn size_and_map(
             retry_on_intr(|| rustix::fs::ftruncate(fd, len)).map_err(io::Error::from)?;
         }
     }
-    let st = retry_on_intr(|| rustix::fs::fstat(fd)).map_err(io::Error::from)?;
-    let len = usize::try_from(st.st_size).map_err(|_| io::Error::from(Errno::OVERFLOW))?;
+    // The size: the one just given, on Linux, where an object's size is
+    // exactly what it was given; otherwise (attaching, or macOS, which
+    // rounds sizes up to pages) the object's, from fstat, which also gives
+    // the identity. (Skipping the fstat of a create is a measurable part of
+    // its cost; the identity is then found when first asked for.)
+    let (len, identity) = match size.filter(|&s| s > 0 && cfg!(target_os = "linux")) {
+        Some(size) => (size, std::sync::OnceLock::new()),
+        None => {
+            let st = retry_on_intr(|| rustix::fs::fstat(fd)).map_err(io::Error::from)?;
+            let len = usize::try_from(st.st_size).map_err(|_| io::Error::from(Errno::OVERFLOW))?;
+            #[allow(clippy::unnecessary_cast)] // dev_t/ino_t widths differ by platform
+            let identity = std::sync::OnceLock::from((st.st_dev as u64, st.st_ino as u64));
+            (len, identity)
+        }
+    };
     if len == 0 {
         return Err(SegmentError::Empty);
     }
@@ -212,8 +229,6 @@ fn size_and_map(
     let ptr = unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0) }
         .map_err(io::Error::from)?;
     let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::from(Errno::NOMEM))?;
-    #[allow(clippy::unnecessary_cast)] // dev_t/ino_t widths differ by platform
-    let identity = (st.st_dev as u64, st.st_ino as u64);
     Ok(Mapping {
         ptr,
         len,
@@ -248,25 +263,60 @@ fn reserve(_fd: BorrowedFd<'_>, _len: u64) -> io::Result<bool> {
     Ok(false)
 }
 
-/// A new descriptor of the object `name` if, and only if, that name still
-/// refers to the object `identity` (device, inode): what
-/// `SharedMemory._fd` gives on first use. `ENOENT` if the name is gone,
-/// `ESTALE` if it now names another object.
-pub(super) fn reopen(name: &str, writable: bool, identity: (u64, u64)) -> io::Result<OwnedFd> {
+/// A new descriptor of the object `name`, opened for reading and writing
+/// if `writable` (close-on-exec, no symlink followed).
+pub(super) fn open_existing(name: &str, writable: bool) -> io::Result<OwnedFd> {
     check_name(name).map_err(|e| match e {
         SegmentError::Os(e) => e,
         other => io::Error::new(io::ErrorKind::InvalidInput, other.to_string()),
     })?;
-    let flags = if writable {
-        libc::O_RDWR
-    } else {
-        libc::O_RDONLY
-    };
-    let fd = shm_open(name, flags, 0)?;
-    if fd_identity(fd.as_fd())? != identity {
-        return Err(Errno::STALE.into());
+    shm_open(
+        name,
+        if writable {
+            libc::O_RDWR
+        } else {
+            libc::O_RDONLY
+        },
+        0,
+    )
+}
+
+/// (device, inode) of the object mapped at `ptr`, a mapping of the segment
+/// `name` that this process created (its open did not `fstat` it): with
+/// `trust_name`, the object `name` refers to (the one this process created
+/// exclusively); otherwise, or if the name is gone, the line of
+/// `/proc/self/maps` that starts at `ptr` (device as major:minor in hex,
+/// inode in decimal; slower, exact). (0, 0) if neither can be read.
+pub(super) fn mapping_identity(ptr: NonNull<u8>, name: &str, trust_name: bool) -> (u64, u64) {
+    if trust_name {
+        if let Ok(identity) =
+            shm_open(name, libc::O_RDONLY, 0).and_then(|fd| fd_identity(fd.as_fd()))
+        {
+            return identity;
+        }
     }
-    Ok(fd)
+    #[cfg(target_os = "linux")]
+    if let Some(identity) = proc_maps_identity(ptr.as_ptr() as usize) {
+        return identity;
+    }
+    let _ = ptr;
+    (0, 0)
+}
+
+/// The (device, inode) `/proc/self/maps` gives for the mapping at `start`.
+#[cfg(target_os = "linux")]
+fn proc_maps_identity(start: usize) -> Option<(u64, u64)> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let prefix = format!("{start:x}-");
+    let line = maps.lines().find(|line| line.starts_with(&prefix))?;
+    // address perms offset dev inode [path]
+    let mut fields = line.split_ascii_whitespace().skip(3);
+    let (major, minor) = fields.next()?.split_once(':')?;
+    let major = u32::from_str_radix(major, 16).ok()?;
+    let minor = u32::from_str_radix(minor, 16).ok()?;
+    let inode = fields.next()?.parse::<u64>().ok()?;
+    #[allow(clippy::unnecessary_cast)] // dev_t is u64 on Linux
+    Some((libc::makedev(major, minor) as u64, inode))
 }
 
 /// (device, inode) of the object open on `fd`.

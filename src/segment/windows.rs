@@ -83,6 +83,11 @@ fn owned(handle: *mut core::ffi::c_void) -> io::Result<OwnedHandle> {
 /// device. A section re-created after every view of it was closed has the
 /// same identity; nothing on Windows needs to tell the two apart (there is
 /// no resource tracker, which is what uses identities on POSIX).
+/// (The identity of a Windows segment is always known from its open.)
+pub(super) fn mapping_identity(_ptr: NonNull<u8>, name: &str, _trust_name: bool) -> (u64, u64) {
+    identity_of(name)
+}
+
 fn identity_of(name: &str) -> (u64, u64) {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for b in name.bytes() {
@@ -189,7 +194,7 @@ fn map_view(
         ptr,
         len: 0,
         writable,
-        identity: identity_of(name),
+        identity: std::sync::OnceLock::from(identity_of(name)),
         _keep: handle,
     };
     let mut info = std::mem::MaybeUninit::<MEMORY_BASIC_INFORMATION>::zeroed();
