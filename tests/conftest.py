@@ -79,3 +79,35 @@ def stdlib_can_track(name: str) -> bool:
         return name.isascii() and ":" not in name and "\n" not in name
     simple = getattr(resource_tracker._resource_tracker, "_use_simple_format", True) and "\n" not in name
     return name.isascii() if simple else len(name.encode()) <= 255
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def build_example(name: str) -> str:
+    """Path of the Rust example ``name`` (examples/NAME.rs), built in release
+    mode; skips the test where cargo is not installed."""
+    import json
+    import shutil
+
+    if shutil.which("cargo") is None:
+        pytest.skip("cargo is not installed")
+    proc = subprocess.run(
+        ["cargo", "build", "--release", "--example", name, "--message-format=json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"cargo build failed:\n{proc.stderr}")
+    for line in proc.stdout.splitlines():
+        msg = json.loads(line)
+        if msg.get("reason") == "compiler-artifact" and msg["target"]["name"] == name and msg.get("executable"):
+            return msg["executable"]
+    raise AssertionError(f"cargo did not report the {name} executable:\n{proc.stdout}")
+
+
+def run_tool(exe: str, *args: str) -> subprocess.CompletedProcess:
+    """Run a built example with ``args``."""
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=60)

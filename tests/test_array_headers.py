@@ -8,7 +8,6 @@ from __future__ import annotations
 import ast
 import json
 import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -22,9 +21,9 @@ import pytest
 import ferroshm
 from ferroshm import _native
 
+from conftest import build_example, run_tool
 from helpers_robustness.report import last_json_line, report
 
-ROOT = Path(__file__).resolve().parent.parent
 FUZZER = Path(__file__).parent / "array_helpers" / "header_fuzz.py"
 
 # The fixed part of the header: magic, version, flags, header length, data
@@ -190,26 +189,10 @@ def test_fuzz_headers_through_real_segments(request):
 @pytest.fixture(scope="session")
 def array_tool() -> str:
     """Path of the array_tool example, built once per test session."""
-    if shutil.which("cargo") is None:
-        pytest.skip("cargo is not installed")
-    proc = subprocess.run(
-        ["cargo", "build", "--release", "--example", "array_tool", "--message-format=json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if proc.returncode != 0:
-        raise AssertionError(f"cargo build failed:\n{proc.stderr}")
-    for line in proc.stdout.splitlines():
-        msg = json.loads(line)
-        if msg.get("reason") == "compiler-artifact" and msg["target"]["name"] == "array_tool" and msg.get("executable"):
-            return msg["executable"]
-    raise AssertionError(f"cargo did not report the array_tool executable:\n{proc.stdout}")
+    return build_example("array_tool")
 
 
-def tool(exe: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=60)
+tool = run_tool
 
 
 def test_rust_reads_and_writes_an_array_made_in_python(array_tool):

@@ -5,41 +5,22 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import subprocess
 from multiprocessing import shared_memory as std
-from pathlib import Path
 
 import pytest
 
 import ferroshm
-
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import build_example, run_tool
 
 
 @pytest.fixture(scope="session")
 def list_tool() -> str:
     """Path of the list_tool example, built once per test session."""
-    if shutil.which("cargo") is None:
-        pytest.skip("cargo is not installed")
-    proc = subprocess.run(
-        ["cargo", "build", "--release", "--example", "list_tool", "--message-format=json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if proc.returncode != 0:
-        raise AssertionError(f"cargo build failed:\n{proc.stderr}")
-    for line in proc.stdout.splitlines():
-        msg = json.loads(line)
-        if msg.get("reason") == "compiler-artifact" and msg["target"]["name"] == "list_tool" and msg.get("executable"):
-            return msg["executable"]
-    raise AssertionError(f"cargo did not report the list_tool executable:\n{proc.stdout}")
+    return build_example("list_tool")
 
 
-def tool(exe: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=60)
+tool = run_tool
 
 
 def as_json(value):
