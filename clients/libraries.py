@@ -152,4 +152,18 @@ LIBRARIES = (
             "tests/test_benchbox_stream.py",
         ),
     ),
+    Library(
+        name="np-shared-array",
+        version="1.0.0",
+        sha256="4b6e44eb2d14378425d9bcc39d17b5fcfd646132c24d677c6cc86bad1e288e1f",
+        published="2024-09",
+        exercises=(
+            "NumPy arrays in segments of a module-wide SharedMemoryManager, started on first use "
+            "and never shut down by the library (its finalizer at exit does), "
+            "`smm.SharedMemory(size=...)`; a fork child writes through the pickled SharedMemory"
+        ),
+        # Its one test module imports the package as `src.np_shared_array`
+        # (from the sdist's tree); it has no pytest configuration.
+        pytest_args=("tests", "--timeout=300"),
+    ),
 )
