@@ -20,6 +20,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use pyo3::exceptions::{PyAttributeError, PyException, PyValueError};
@@ -132,6 +133,11 @@ impl Hasher for NameHasher {
 }
 
 static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+
+/// Whether [`Registry::inherited`] may hold names (set after a raw fork
+/// that dropped the tracker's pipe), so that the usual UNREGISTER need not
+/// look.
+static HAS_INHERITED: AtomicBool = AtomicBool::new(false);
 
 fn with_registry<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
     let mut guard = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
@@ -450,8 +456,9 @@ impl Announcement {
     }
 }
 
-/// The tracker's pipe and the message that registers `name`, when the
-/// pipe can be written to directly (the tracker started if need be); None
+/// The tracker's pipe and the message that registers `name` (which the
+/// caller checked with [`check_trackable`]), when the pipe can be written to
+/// directly (the tracker started if need be); None
 /// when it cannot: register the usual way afterwards ([`send`]).
 pub(crate) fn announcement(py: Python<'_>, name: &str) -> PyResult<Option<Announcement>> {
     let Some(stdlib) = stdlib(py)? else {
@@ -463,7 +470,8 @@ pub(crate) fn announcement(py: Python<'_>, name: &str) -> PyResult<Option<Announ
     let format = format_for(py, stdlib, name)?;
     Ok(Some(Announcement {
         fd,
-        register: checked_message(Cmd::Register, name, format)?,
+        // The caller checked `name` with `check_trackable` already.
+        register: message(Cmd::Register, name, format)?,
         format,
     }))
 }
@@ -491,7 +499,7 @@ pub(crate) fn send(
     };
     match (cmd, identity) {
         (Cmd::Register, Some(id)) if is_registered(name, id) => return Ok(()),
-        (Cmd::Unregister, _) => {
+        (Cmd::Unregister, _) if HAS_INHERITED.load(Ordering::Relaxed) => {
             let inherited = with_registry(|r| r.inherited.remove(name).is_some());
             if inherited {
                 return Ok(());
@@ -618,6 +626,7 @@ fn tracker_after_fork_in_child(py: Python<'_>) -> PyResult<()> {
         with_registry(|r| {
             let registered = std::mem::take(&mut r.registered);
             r.inherited.extend(registered);
+            HAS_INHERITED.store(!r.inherited.is_empty(), Ordering::Relaxed);
         });
     }
     Ok(())
