@@ -23,9 +23,7 @@ use pyo3::types::{PyDict, PyInt, PyString, PyTuple};
 use pyo3::{ffi, PyTraverseError, PyVisit};
 
 use super::errors::os_error;
-use super::segment::{
-    close_fd, memoryview_of, new_size, open_placeholder, open_segment, Announce, FdCloser,
-};
+use super::segment::{memoryview_of, new_size, open_placeholder, open_segment, Announce, FdCloser};
 use super::tracker::{self, Cmd};
 use crate::segment::{self, OpenOptions, Segment};
 
@@ -337,7 +335,7 @@ fn close_if_of(fd: i32, seg: &Segment) {
     // gives EBADF or another object's identity, and is then left alone.
     let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
     if segment::fd_identity(borrowed).ok() == Some(seg.identity()) {
-        close_fd(fd);
+        super::segment::close_fd(fd);
     }
 }
 

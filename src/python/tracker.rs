@@ -149,11 +149,15 @@ fn with_registry<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
 }
 
 /// Whether this process has `name` registered for the object `identity`
-/// (by itself, or, after a raw fork, by its parent).
+/// (by itself), or, after a raw fork, its parent had `name` registered.
+/// An inherited name counts whatever the object: the parent registered it
+/// as it created it, often before anyone knew the object's identity, and
+/// the parent's tracker removes the name when the parent's tree is gone,
+/// whichever object holds it then; the child's own tracker must never get
+/// it (it would unlink the parent's segment when the child exits).
 pub(crate) fn is_registered(name: &str, identity: (u64, u64)) -> bool {
     with_registry(|r| {
-        r.registered.get(name) == Some(&Some(identity))
-            || r.inherited.get(name) == Some(&Some(identity))
+        r.registered.get(name) == Some(&Some(identity)) || r.inherited.contains_key(name)
     })
 }
 
