@@ -68,6 +68,27 @@ def run_python(code: str, *, timeout: float = 60, env: dict | None = None, check
     return proc
 
 
+def kill_creator_and_check_cleanup(code: str, while_alive=None) -> None:
+    """Run ``code`` (which creates a segment, prints its name and sleeps) in
+    a fresh interpreter, call ``while_alive(name)``, SIGKILL it, and assert
+    that its resource tracker warned of the leak and removed the segment."""
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        name = proc.stdout.readline().strip()
+        assert name in segments()
+        if while_alive is not None:
+            while_alive(name)
+    finally:
+        proc.kill()
+        proc.wait()
+        err = proc.stderr.read()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert "1 leaked shared_memory objects" in err
+    assert name not in segments()
+
+
 def stdlib_can_track(name: str) -> bool:
     """Whether the running standard library's resource tracker can carry
     ``name`` (OS name, leading '/'): the line format before 3.14 (ASCII, no

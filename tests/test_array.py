@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import copy
 import pickle
-import subprocess
-import sys
 import textwrap
 from multiprocessing import resource_tracker
 
@@ -18,7 +16,7 @@ import ferroshm
 from ferroshm import SharedMemory
 from ferroshm.array import SharedArray
 
-from conftest import run_python, segments
+from conftest import kill_creator_and_check_cleanup, run_python, segments
 
 
 def address(a: np.ndarray) -> int:
@@ -315,19 +313,10 @@ time.sleep(60)
 
 
 def test_a_killed_creators_array_is_removed_by_its_tracker():
-    proc = subprocess.Popen(
-        [sys.executable, "-c", KILLED_CREATOR], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    name = proc.stdout.readline().strip()
-    assert name in segments()
-    assert ferroshm.attach(name)[999] == 999.0
-    proc.kill()
-    proc.wait()
-    err = proc.stderr.read()
-    proc.stdout.close()
-    proc.stderr.close()
-    assert "1 leaked shared_memory objects" in err
-    assert name not in segments()
+    def check(name):
+        assert ferroshm.attach(name)[999] == 999.0
+
+    kill_creator_and_check_cleanup(KILLED_CREATOR, check)
 
 
 def test_an_unrelated_attacher_never_removes_the_array():

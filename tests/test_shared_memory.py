@@ -18,7 +18,7 @@ import ferroshm
 from ferroshm import SharedMemory
 from ferroshm import shared_memory as fsm
 
-from conftest import SHM_DIR, run_python, segments, stdlib_can_track
+from conftest import SHM_DIR, kill_creator_and_check_cleanup, run_python, segments, stdlib_can_track
 
 
 # --- the standard library's behaviour ---------------------------------------
@@ -213,21 +213,9 @@ def test_untracked_unlink_sends_nothing(monkeypatch, shm_name):
 
 
 def test_killed_creator_segment_is_removed_by_tracker():
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import ferroshm,sys,time\n"
-         "s = ferroshm.SharedMemory(create=True, size=10)\n"
-         "print(s.name, flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    name = proc.stdout.readline().strip()
-    assert name in segments()
-    proc.kill()
-    proc.wait()
-    err = proc.stderr.read()
-    proc.stdout.close()
-    proc.stderr.close()
-    assert "1 leaked shared_memory objects" in err
-    assert name not in segments()
+    kill_creator_and_check_cleanup("import ferroshm,sys,time\n"
+                                   "s = ferroshm.SharedMemory(create=True, size=10)\n"
+                                   "print(s.name, flush=True); time.sleep(60)")
 
 
 # --- interoperability with the standard library -----------------------------
