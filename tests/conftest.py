@@ -12,6 +12,11 @@ from pathlib import Path
 
 import pytest
 
+# NumPy's OpenBLAS starts a thread per core when imported, and the tests fork:
+# forking a multi-threaded process is deprecated (a DeprecationWarning since
+# 3.12, an error under -Werror from 3.15). One BLAS thread, the caller's.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 SHM_DIR = Path("/dev/shm")
 _counter = itertools.count()
 

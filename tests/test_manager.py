@@ -411,6 +411,23 @@ def test_get_server_serves_in_this_process():
     assert proc.stderr == ""
 
 
+@better("raises AttributeError (printed as 'Exception ignored') when a manager is freed after exit wiped its module")
+def test_a_manager_freed_during_interpreter_exit_prints_nothing(monkeypatch):
+    # At exit, the module globals of whatever is still alive become None;
+    # free-threaded 3.13 frees module-level managers after that, and the
+    # standard library's __del__ logs through its module's ``util``. The
+    # wiping, reproduced: the module's globals gone.
+    import multiprocessing.managers as stdlib_managers
+
+    smm = SharedMemoryManager(authkey=AUTHKEY)
+    monkeypatch.setattr(stdlib_managers, "util", None)
+    monkeypatch.setattr(stdlib_managers, "getpid", None)
+    if not AGAINST_STDLIB:
+        monkeypatch.setattr(ferroshm.managers, "util", None)
+        monkeypatch.setattr(ferroshm.managers, "os", None)
+    smm.__del__()  # what finalization calls; nothing started, nothing to stop
+
+
 def test_interoperates_with_standard_library_servers_and_clients(managers):
     import multiprocessing.managers as std
 

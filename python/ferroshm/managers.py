@@ -517,6 +517,14 @@ class SharedMemoryManager(_stdlib.SharedMemoryManager):
         # Whether the server has an allocator (None: not known yet).
         self._ferroshm_server: Optional[bool] = None
 
+    def __del__(self, _debug: Callable[[str], None] = util.debug, _getpid: Callable[[], int] = os.getpid) -> None:
+        # The standard library's logs through its module's ``util`` and
+        # ``getpid``, which are None when a manager outlives the wiping of
+        # module globals at interpreter exit (free-threaded 3.13 finalizes
+        # module-level managers that late): "Exception ignored ...
+        # AttributeError" on stderr. The same log, bound at definition.
+        _debug(f"{self.__class__.__name__}.__del__ by pid {_getpid()}")
+
     @classmethod
     def _run_server(
         cls,
