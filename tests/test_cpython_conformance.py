@@ -10,6 +10,7 @@ process and every child process it starts.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -31,7 +32,8 @@ NOT_YET: list[str] = []
 #: Tests expected to fail, by name, with the reason (none).
 EXPECTED_FAILURES: dict[str, str] = {}
 
-HAS_TEST_PACKAGE = importlib.util.find_spec("test._test_multiprocessing") is not None
+TEST_MODULE = importlib.util.find_spec("test._test_multiprocessing")
+HAS_TEST_PACKAGE = TEST_MODULE is not None
 
 #: How many tests each class has, by version: _TestSharedMemory grew in 3.10
 #: and 3.13; TestSharedMemoryNames is new in 3.14. Later versions have at
@@ -43,13 +45,14 @@ TESTS_IN_CLASS = {
 KNOWN_VERSIONS = sorted(TESTS_IN_CLASS["_TestSharedMemory"])
 
 
+@functools.cache
 def classes_of_this_version() -> dict[str, int]:
     """The classes this version has, with their (least) number of tests,
     and those a later patch release of an earlier version took over
     (Debian's 3.13.15 has TestSharedMemoryNames and the JSON tracker
     messages it tests), with their first version's count."""
     version = min(sys.version_info[:2], KNOWN_VERSIONS[-1])
-    source = Path(importlib.util.find_spec("test._test_multiprocessing").origin).read_text(encoding="utf-8")
+    source = Path(TEST_MODULE.origin).read_text(encoding="utf-8")
     return {
         name: counts[version] if version in counts else counts[min(counts)]
         for name, counts in TESTS_IN_CLASS.items()

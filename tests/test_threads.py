@@ -31,14 +31,10 @@ import pytest
 
 from conftest import run_python
 from ferroshm import ShareableList, SharedMemory
+from helpers_robustness import gil_enabled
 from helpers_robustness.report import report
 
 FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
-
-
-def gil_enabled() -> bool:
-    """Whether the GIL is on now (always, before 3.13)."""
-    return getattr(sys, "_is_gil_enabled", lambda: True)()
 
 
 @pytest.fixture(autouse=True)

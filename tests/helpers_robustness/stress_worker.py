@@ -21,6 +21,7 @@ from collections import Counter
 import numpy as np
 
 from ferroshm import ShareableList, SharedMemory
+from helpers_robustness import gil_enabled
 
 #: 0x0101010101010101 * k: every byte is k, so any two differ in all 8 bytes.
 VALUES = [0x0101010101010101 * k for k in range(1, 128)]
@@ -30,7 +31,7 @@ VALUE_SET = frozenset(VALUES)
 #: threads at once, as released (gh-155606; a bytearray's shows it too, see
 #: the README). There, the threads' peeks into the shared handle take turns;
 #: other threads still swap and close the handle under them.
-MEMORYVIEW_RACE = sys.version_info[:2] == (3, 13) and not getattr(sys, "_is_gil_enabled", lambda: True)()
+MEMORYVIEW_RACE = sys.version_info[:2] == (3, 13) and not gil_enabled()
 
 
 def fill_byte(seq: int) -> int:
@@ -149,7 +150,7 @@ class Worker:
             arr[rng.randrange(len(arr))] = 1
             if int(arr.max()) > 1:
                 self.problem("plain segment holds a byte nobody wrote")
-            del arr, buf
+            del arr, buf  # the array's export of buf ends in turn too
         return "handle_peeks"
 
     def numpy_after_close(self, t, rng, state):
